@@ -1,0 +1,118 @@
+//! All of billing's own SQL (the charge ledger's SQL is the shared one in `shop_common::ledger`).
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use shop_common::domain::{Money, Username};
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Account {
+    pub username: String,
+    pub email: String,
+    #[sqlx(try_from = "i64")]
+    pub wallet: Money,
+}
+
+/// Creates the account unless it exists; `true` if this call created it.
+pub async fn create_account(
+    pool: &PgPool,
+    username: &Username,
+    email: &str,
+    wallet: Money,
+) -> Result<(Account, bool)> {
+    let created = sqlx::query_as::<_, Account>(
+        "INSERT INTO accounts (username, email, wallet) VALUES ($1, $2, $3) \
+         ON CONFLICT (username) DO NOTHING RETURNING username, email, wallet",
+    )
+    .bind(username.as_str())
+    .bind(email)
+    .bind(wallet.minor())
+    .fetch_optional(pool)
+    .await
+    .context("inserting an account")?;
+    match created {
+        Some(account) => Ok((account, true)),
+        None => {
+            let existing = find_account(pool, username.as_str())
+                .await?
+                .context("account vanished after a conflicting insert")?;
+            Ok((existing, false))
+        }
+    }
+}
+
+pub async fn find_account(pool: &PgPool, username: &str) -> Result<Option<Account>> {
+    sqlx::query_as::<_, Account>("SELECT username, email, wallet FROM accounts WHERE username = $1")
+        .bind(username)
+        .fetch_optional(pool)
+        .await
+        .context("reading an account")
+}
+
+pub enum Deposit {
+    Applied(Account),
+    /// The Idempotency-Key was used before, for this amount: nothing applied again.
+    Replayed(Account),
+    /// The Idempotency-Key was used before, for another amount.
+    KeyReused,
+    UnknownAccount,
+}
+
+/// Adds `amount` to the wallet in one transaction with its deposit record.
+pub async fn deposit(
+    pool: &PgPool,
+    username: &str,
+    amount: Money,
+    idempotency_key: Option<&str>,
+) -> Result<Deposit> {
+    let mut tx = pool.begin().await.context("starting a deposit")?;
+    let recorded: Option<(bool, i64)> = sqlx::query_as(
+        "WITH inserted AS ( \
+            INSERT INTO deposits (username, idempotency_key, amount) \
+            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = $1) \
+            ON CONFLICT (username, idempotency_key) DO NOTHING RETURNING amount) \
+         SELECT true, amount FROM inserted \
+         UNION ALL \
+         SELECT false, amount FROM deposits WHERE username = $1 AND idempotency_key = $2 \
+         LIMIT 1",
+    )
+    .bind(username)
+    .bind(idempotency_key)
+    .bind(amount.minor())
+    .fetch_optional(&mut *tx)
+    .await
+    .context("recording a deposit")?;
+    let outcome = match recorded {
+        None => Deposit::UnknownAccount,
+        Some((false, earlier)) if earlier != amount.minor() => Deposit::KeyReused,
+        Some((false, _)) => match find_account_in(&mut tx, username).await? {
+            Some(a) => Deposit::Replayed(a),
+            None => Deposit::UnknownAccount,
+        },
+        Some((true, _)) => {
+            let account = sqlx::query_as::<_, Account>(
+                "UPDATE accounts SET wallet = wallet + $2 WHERE username = $1 \
+                 RETURNING username, email, wallet",
+            )
+            .bind(username)
+            .bind(amount.minor())
+            .fetch_one(&mut *tx)
+            .await
+            .context("crediting the wallet")?;
+            Deposit::Applied(account)
+        }
+    };
+    tx.commit().await.context("committing a deposit")?;
+    Ok(outcome)
+}
+
+async fn find_account_in(
+    tx: &mut sqlx::PgConnection,
+    username: &str,
+) -> Result<Option<Account>> {
+    sqlx::query_as::<_, Account>("SELECT username, email, wallet FROM accounts WHERE username = $1")
+        .bind(username)
+        .fetch_optional(tx)
+        .await
+        .context("reading an account")
+}

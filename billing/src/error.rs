@@ -1,0 +1,31 @@
+//! billing's errors, and the one place their HTTP statuses are chosen.
+
+use shop_common::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("you may only see or change your own account")]
+    NotYourAccount,
+    #[error("no account for {0}")]
+    UnknownAccount(String),
+    #[error("this Idempotency-Key was already used for a different deposit")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<BillingError> for ApiError {
+    fn from(e: BillingError) -> Self {
+        let detail = e.to_string();
+        match e {
+            BillingError::NotYourAccount => ApiError::forbidden("forbidden", detail),
+            BillingError::UnknownAccount(_) => ApiError::not_found("account_not_found", detail),
+            BillingError::IdempotencyKeyReused => ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                detail,
+            ),
+            BillingError::Unexpected(e) => ApiError::internal(e),
+        }
+    }
+}

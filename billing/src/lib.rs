@@ -1,0 +1,11 @@
+//! billing: owns the `billing` database — accounts with their wallets, deposits, and the ledger of
+//! per-order charges that the saga takes and refunds.
+
+mod config;
+mod db;
+mod error;
+mod routes;
+mod startup;
+
+pub use config::Config;
+pub use startup::{MIGRATOR, build_router, run};

@@ -1,0 +1,9 @@
+//! billing: wallets, deposits and the money step of the order saga.
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shop_common::telemetry::init();
+    let config = billing::Config::from_env()?;
+    let listener = shop_common::http::bind(&config.http).await?;
+    billing::run(listener, config, shop_common::shutdown::signal()).await
+}

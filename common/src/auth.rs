@@ -1,0 +1,141 @@
+//! JWTs: issuing (auth only) and verifying (every service, locally, with the shared secret).
+//! [`AuthUser`] is the extractor a handler takes to require a valid access token.
+
+use crate::{config::Secret, error::ApiError};
+use anyhow::{Context, Result};
+use axum::{
+    extract::{FromRef, FromRequestParts},
+    http::{header, request::Parts},
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+use std::{sync::Arc, time::Duration};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: u64,
+    pub iat: u64,
+    pub typ: TokenKind,
+}
+
+#[derive(Clone)]
+pub struct JwtKeys(Arc<Keys>);
+
+struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &Secret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+        validation.leeway = 5;
+        Self(Arc::new(Keys {
+            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+        }))
+    }
+
+    pub fn issue(&self, subject: &str, kind: TokenKind, ttl: Duration) -> Result<String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            iat: now,
+            exp: now + ttl.as_secs(),
+            typ: kind,
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding).context("signing a JWT")
+    }
+
+    /// The claims of a valid, unexpired token of `kind`; any other token is a 401.
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, ApiError> {
+        let claims = decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+            .map_err(|e| ApiError::unauthorized("invalid_token", format!("token rejected: {e}")))?
+            .claims;
+        if claims.typ != kind {
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "token rejected: wrong token type",
+            ));
+        }
+        Ok(claims)
+    }
+}
+
+/// The caller, proven by a valid `Authorization: Bearer <access token>`.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub username: String,
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing_token", "send Authorization: Bearer <token>")
+            })?;
+        let claims = JwtKeys::from_ref(state).verify(token.trim(), TokenKind::Access)?;
+        Ok(AuthUser {
+            username: claims.sub,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(secret: &str) -> JwtKeys {
+        JwtKeys::new(&Secret::new(secret))
+    }
+
+    #[test]
+    fn a_token_verifies_only_with_its_secret_and_kind() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let t = k
+            .issue("alice", TokenKind::Access, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(k.verify(&t, TokenKind::Access).unwrap().sub, "alice");
+        assert!(k.verify(&t, TokenKind::Refresh).is_err());
+        let other = keys("ffffffffffffffffffffffffffffffff");
+        assert!(other.verify(&t, TokenKind::Access).is_err());
+    }
+
+    #[test]
+    fn expired_tokens_are_rejected() {
+        let k = keys("0123456789abcdef0123456789abcdef");
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: "alice".into(),
+            iat: now - 120,
+            exp: now - 60,
+            typ: TokenKind::Access,
+        };
+        let t = encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap();
+        assert!(k.verify(&t, TokenKind::Access).is_err());
+    }
+}

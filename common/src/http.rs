@@ -1,0 +1,185 @@
+//! What every service's HTTP server has in common: `/health/live`, `/health/ready`, `/metrics`,
+//! request ids, tracing spans, request metrics, a body-size limit, a request timeout, JSON 404/405,
+//! paths that answer with and without a trailing slash, and graceful shutdown.
+
+use crate::{config::HttpConfig, error::ApiError, redis::RedisPool};
+use anyhow::{Context, Result};
+use axum::{
+    BoxError, Json, Router,
+    error_handling::HandleErrorLayer,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+use sqlx::PgPool;
+use std::{
+    future::Future,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+use tokio::net::TcpListener;
+use tower::{Layer, ServiceBuilder};
+use tower_http::{
+    normalize_path::NormalizePathLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What `/health/ready` checks: the service's database and, where it uses one, Redis.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    pub db: Option<PgPool>,
+    pub redis: Option<RedisPool>,
+}
+
+/// Wraps a service's API router with the shared endpoints and layers.
+pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &HttpConfig) -> Router {
+    let metrics = metrics_handle();
+    let timeout = http.request_timeout;
+    let operational = Router::new()
+        .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/health/ready", get(ready).with_state(readiness))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        );
+    api.merge(operational)
+        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path",
+            )
+        })
+        .layer(middleware::from_fn(move |req, next| {
+            record_metrics(service, req, next)
+        }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(HandleErrorLayer::new(move |err: BoxError| async move {
+                    if err.is::<tower::timeout::error::Elapsed>() {
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "timeout",
+                            format!("request took longer than {timeout:?}"),
+                        )
+                    } else {
+                        ApiError::internal(anyhow::anyhow!("middleware failed: {err}"))
+                    }
+                }))
+                .timeout(timeout),
+        )
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+}
+
+async fn ready(State(r): State<Readiness>) -> Response {
+    let check = async {
+        if let Some(db) = &r.db {
+            sqlx::query("SELECT 1")
+                .execute(db)
+                .await
+                .context("database")?;
+        }
+        if let Some(redis) = &r.redis {
+            crate::redis::ping(redis).await.context("redis")?;
+        }
+        anyhow::Ok(())
+    };
+    match tokio::time::timeout(Duration::from_secs(2), check).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("{e:#}"),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "readiness check timed out",
+        )
+        .into_response(),
+    }
+}
+
+async fn record_metrics(service: &'static str, req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let labels = [
+        ("service", service.to_string()),
+        ("method", method),
+        ("path", path),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The process-wide Prometheus recorder (installed once; tests run several services per process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+                ])
+                .expect("static buckets are valid")
+                .install_recorder()
+                .expect("installing the Prometheus recorder")
+        })
+        .clone()
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    // Outside the router, so that `/api/orders/` is rewritten before routing picks `/api/orders`.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(app);
+    let addr = listener.local_addr().context("reading the bound address")?;
+    tracing::info!(%addr, "listening");
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")
+}
+
+/// Binds the configured address.
+pub async fn bind(http: &HttpConfig) -> Result<TcpListener> {
+    TcpListener::bind(http.listen_addr)
+        .await
+        .with_context(|| format!("binding {}", http.listen_addr))
+}

@@ -1,0 +1,22 @@
+//! Plumbing every saga-shop service shares, written once: configuration, logging, the Postgres and
+//! Redis pools, JWT verification, the HTTP error body, the common HTTP layers and endpoints, graceful
+//! shutdown, the shared domain newtypes and the participant ledger (the idempotent, compensable
+//! hold/release design that billing, items and slots all follow).
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod internal;
+pub mod json;
+pub mod ledger;
+pub mod redis;
+pub mod shutdown;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::ApiError;

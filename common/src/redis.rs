@@ -1,0 +1,41 @@
+//! Redis access. Ordinary commands go through a deadpool pool of multiplexed connections; blocking
+//! reads (XREADGROUP BLOCK) must use [`dedicated_connection`], because a pooled multiplexed
+//! connection would stall every other command queued behind the blocking one, and redis 1.x
+//! connections time out responses after 500 ms by default.
+
+use crate::config::Secret;
+use anyhow::{Context, Result};
+use deadpool_redis::{Config, Pool, Runtime};
+use std::time::Duration;
+
+pub use deadpool_redis::Pool as RedisPool;
+
+pub fn pool(url: &Secret) -> Result<Pool> {
+    Config::from_url(url.expose())
+        .create_pool(Some(Runtime::Tokio1))
+        .context("creating the Redis pool")
+}
+
+/// A connection of its own, whose responses may take as long as `max_block` plus a margin.
+pub async fn dedicated_connection(
+    url: &Secret,
+    max_block: Duration,
+) -> Result<::redis::aio::MultiplexedConnection> {
+    let client = ::redis::Client::open(url.expose()).context("parsing REDIS_URL")?;
+    let config = ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(max_block + Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .context("connecting to Redis")
+}
+
+pub async fn ping(pool: &Pool) -> Result<()> {
+    let mut conn = pool.get().await.context("taking a Redis connection")?;
+    let _: String = ::redis::cmd("PING")
+        .query_async(&mut *conn)
+        .await
+        .context("Redis PING")?;
+    Ok(())
+}
