@@ -77,7 +77,9 @@ impl Money {
             return Err(RULE.into());
         }
         let int: i64 = int.parse().map_err(|_| RULE.to_string())?;
-        let frac: i64 = format!("{frac:0<2}").parse().map_err(|_| RULE.to_string())?;
+        let frac: i64 = format!("{frac:0<2}")
+            .parse()
+            .map_err(|_| RULE.to_string())?;
         let minor = int * 100 + frac;
         if minor <= 0 {
             return Err(RULE.into());
@@ -132,9 +134,8 @@ impl TryFrom<String> for SlotTime {
     fn try_from(value: String) -> Result<Self, Self::Error> {
         let b = value.as_bytes();
         let two = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
-        let well_formed = b.len() == 5
-            && b[2] == b':'
-            && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+        let well_formed =
+            b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
         if well_formed && two(0) < 24 && two(3) < 60 {
             Ok(Self(value))
         } else {

@@ -43,7 +43,10 @@ pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &Http
     let metrics = metrics_handle();
     let timeout = http.request_timeout;
     let operational = Router::new()
-        .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
         .route("/health/ready", get(ready).with_state(readiness))
         .route(
             "/metrics",

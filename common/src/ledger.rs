@@ -231,7 +231,10 @@ pub fn router(ledger: Ledger, token: internal::InternalToken) -> Router {
     Router::new()
         .route(&path, put(act).delete(compensate).get(read))
         .with_state(ledger)
-        .layer(middleware::from_fn_with_state(token, internal::require_token))
+        .layer(middleware::from_fn_with_state(
+            token,
+            internal::require_token,
+        ))
 }
 
 async fn act(
@@ -240,10 +243,17 @@ async fn act(
     ApiJson(req): ApiJson<HoldRequest>,
 ) -> Result<Response, ApiError> {
     if req.quantity <= 0 {
-        return Err(ApiError::invalid_field("quantity", "must be greater than 0"));
+        return Err(ApiError::invalid_field(
+            "quantity",
+            "must be greater than 0",
+        ));
     }
     let record = ledger.hold(order_id, &req.resource, req.quantity).await?;
-    let outcome = if record.rejection().is_some() { "rejected" } else { "held" };
+    let outcome = if record.rejection().is_some() {
+        "rejected"
+    } else {
+        "held"
+    };
     metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => outcome)
         .increment(1);
     Ok(match record.rejection() {

@@ -54,7 +54,9 @@ pub async fn fresh_database() -> DatabaseConfig {
         .execute(&mut conn)
         .await
         .expect("creating a test database");
-    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL has a path");
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL has a path");
     DatabaseConfig {
         url: Secret::new(format!("{base}/{name}")),
         max_connections: 10,
@@ -68,4 +70,25 @@ pub async fn migrated_pool(migrator: &Migrator) -> (PgPool, DatabaseConfig) {
         .await
         .expect("migrating the test database");
     (pool, config)
+}
+
+/// Serves `app` on a random loopback port for the rest of the test; returns its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a test port");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    tokio::spawn(crate::http::serve(listener, app, std::future::pending()));
+    base
+}
+
+/// A bearer token for `username`, signed with the test secret.
+pub fn access_token(username: &str) -> String {
+    crate::auth::JwtKeys::new(&jwt_secret())
+        .issue(
+            username,
+            crate::auth::TokenKind::Access,
+            std::time::Duration::from_secs(600),
+        )
+        .expect("issuing a test token")
 }

@@ -1,0 +1,83 @@
+//! Sign-up input, validated at the edge: a `NewUser` is well-formed by construction.
+
+use serde::Deserialize;
+use shop_common::domain::Username;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let value = value.trim().to_owned();
+        let valid = value.len() <= 254
+            && !value.chars().any(char::is_whitespace)
+            && value.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.split('.').count() >= 2
+                    && domain.split('.').all(|part| !part.is_empty())
+            });
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err("must be an email address like name@example.com".into())
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Password(String);
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Password {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        if (8..=128).contains(&value.chars().count()) {
+            Ok(Self(value))
+        } else {
+            Err("must be 8 to 128 characters".into())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    pub username: Username,
+    pub password: Password,
+    pub email: Email,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        for ok in ["a@b.co", "first.last+tag@example.com"] {
+            assert!(Email::try_from(ok.to_string()).is_ok(), "{ok}");
+        }
+        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@b..c"] {
+            assert!(Email::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(Password::try_from("12345678".to_string()).is_ok());
+        assert!(Password::try_from("1234567".to_string()).is_err());
+    }
+}

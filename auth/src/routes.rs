@@ -1,0 +1,124 @@
+//! auth's endpoints: sign-up, token, token refresh.
+
+use crate::{db, domain::NewUser, error::AuthError, password, startup::AppState};
+use anyhow::Context;
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shop_common::{ApiError, auth::TokenKind, client::REQUEST_ID_HEADER, json::ApiJson};
+
+pub fn public() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/users", post(sign_up))
+        .route("/api/token", post(token))
+        .route("/api/token/refresh", post(refresh))
+}
+
+#[derive(Serialize)]
+struct UserView {
+    username: String,
+    email: String,
+}
+
+/// Creates the user and, before answering, their billing account — in that order inside one
+/// database transaction: if billing fails the user row is rolled back, so no user is ever left
+/// without an account. (Billing's account creation is idempotent by username, so a retried
+/// sign-up after a lost commit finds the account already there.)
+async fn sign_up(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(user): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let hash = password::hash(user.password.expose().to_owned()).await?;
+    let mut tx = state.pool.begin().await.context("starting the sign-up")?;
+    if !db::insert_user(&mut tx, &user.username, user.email.as_str(), &hash).await? {
+        return Err(AuthError::UsernameTaken(user.username.to_string()).into());
+    }
+    let request_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    state
+        .billing
+        .request(Method::POST, "/internal/accounts", request_id)
+        .json(&json!({"username": user.username, "email": user.email.as_str()}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .context("POST billing /internal/accounts")
+        .map_err(AuthError::BillingUnavailable)?;
+    tx.commit().await.context("committing the sign-up")?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UserView {
+            username: user.username.to_string(),
+            email: user.email.as_str().to_owned(),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct Tokens {
+    access: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh: Option<String>,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+async fn token(
+    State(state): State<AppState>,
+    ApiJson(c): ApiJson<Credentials>,
+) -> Result<Json<Tokens>, ApiError> {
+    let stored = db::password_hash(&state.pool, &c.username).await?;
+    if !password::verify(c.password, stored).await? {
+        return Err(AuthError::InvalidCredentials.into());
+    }
+    Ok(Json(Tokens {
+        access: state
+            .jwt
+            .issue(&c.username, TokenKind::Access, state.access_ttl)?,
+        refresh: Some(
+            state
+                .jwt
+                .issue(&c.username, TokenKind::Refresh, state.refresh_ttl)?,
+        ),
+        token_type: "Bearer",
+        expires_in: state.access_ttl.as_secs(),
+    }))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<Tokens>, ApiError> {
+    let claims = state.jwt.verify(&req.refresh, TokenKind::Refresh)?;
+    if !db::user_exists(&state.pool, &claims.sub).await? {
+        return Err(AuthError::InvalidCredentials.into());
+    }
+    Ok(Json(Tokens {
+        access: state
+            .jwt
+            .issue(&claims.sub, TokenKind::Access, state.access_ttl)?,
+        refresh: None,
+        token_type: "Bearer",
+        expires_in: state.access_ttl.as_secs(),
+    }))
+}

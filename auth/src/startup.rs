@@ -1,0 +1,59 @@
+//! Wiring: state, the router, and `run`.
+
+use crate::{config::Config, routes};
+use anyhow::Result;
+use axum::{Router, extract::FromRef};
+use shop_common::{
+    auth::JwtKeys,
+    client::InternalClient,
+    db,
+    http::{self, Readiness},
+};
+use sqlx::{PgPool, migrate::Migrator};
+use std::{future::Future, time::Duration};
+use tokio::net::TcpListener;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub jwt: JwtKeys,
+    pub billing: InternalClient,
+    #[from_ref(skip)]
+    pub access_ttl: Duration,
+    #[from_ref(skip)]
+    pub refresh_ttl: Duration,
+}
+
+pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
+    let state = AppState {
+        pool: pool.clone(),
+        jwt: JwtKeys::new(&config.jwt_secret),
+        billing: InternalClient::new(
+            &config.billing_url,
+            config.internal_token.clone(),
+            Duration::from_secs(5),
+        )?,
+        access_ttl: config.access_ttl,
+        refresh_ttl: config.refresh_ttl,
+    };
+    Ok(http::app(
+        "auth",
+        routes::public().with_state(state),
+        Readiness {
+            db: Some(pool),
+            redis: None,
+        },
+        &config.http,
+    ))
+}
+
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let pool = db::connect_and_migrate(&config.database, &MIGRATOR).await?;
+    http::serve(listener, build_router(pool, &config)?, shutdown).await
+}
