@@ -106,10 +106,7 @@ pub async fn deposit(
     Ok(outcome)
 }
 
-async fn find_account_in(
-    tx: &mut sqlx::PgConnection,
-    username: &str,
-) -> Result<Option<Account>> {
+async fn find_account_in(tx: &mut sqlx::PgConnection, username: &str) -> Result<Option<Account>> {
     sqlx::query_as::<_, Account>("SELECT username, email, wallet FROM accounts WHERE username = $1")
         .bind(username)
         .fetch_optional(tx)

@@ -116,6 +116,10 @@ async fn create_account(
 ) -> Result<(StatusCode, Json<AccountView>), ApiError> {
     let (account, created) =
         db::create_account(&state.pool, &req.username, &req.email, state.initial_wallet).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(account.into())))
 }
