@@ -66,15 +66,10 @@ pub async fn deposit(
     idempotency_key: Option<&str>,
 ) -> Result<Deposit> {
     let mut tx = pool.begin().await.context("starting a deposit")?;
-    let recorded: Option<(bool, i64)> = sqlx::query_as(
-        "WITH inserted AS ( \
-            INSERT INTO deposits (username, idempotency_key, amount) \
-            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = $1) \
-            ON CONFLICT (username, idempotency_key) DO NOTHING RETURNING amount) \
-         SELECT true, amount FROM inserted \
-         UNION ALL \
-         SELECT false, amount FROM deposits WHERE username = $1 AND idempotency_key = $2 \
-         LIMIT 1",
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO deposits (username, idempotency_key, amount) \
+         SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM accounts WHERE username = $1) \
+         ON CONFLICT (username, idempotency_key) DO NOTHING RETURNING amount",
     )
     .bind(username)
     .bind(idempotency_key)
@@ -82,24 +77,35 @@ pub async fn deposit(
     .fetch_optional(&mut *tx)
     .await
     .context("recording a deposit")?;
-    let outcome = match recorded {
-        None => Deposit::UnknownAccount,
-        Some((false, earlier)) if earlier != amount.minor() => Deposit::KeyReused,
-        Some((false, _)) => match find_account_in(&mut tx, username).await? {
-            Some(a) => Deposit::Replayed(a),
+    let outcome = if inserted.is_some() {
+        let account = sqlx::query_as::<_, Account>(
+            "UPDATE accounts SET wallet = wallet + $2 WHERE username = $1 \
+             RETURNING username, email, wallet",
+        )
+        .bind(username)
+        .bind(amount.minor())
+        .fetch_one(&mut *tx)
+        .await
+        .context("crediting the wallet")?;
+        Deposit::Applied(account)
+    } else {
+        // A separate statement, so that it sees a racing retry's deposit that the INSERT above
+        // waited for (its snapshot predates that commit).
+        let earlier: Option<i64> = sqlx::query_scalar(
+            "SELECT amount FROM deposits WHERE username = $1 AND idempotency_key = $2",
+        )
+        .bind(username)
+        .bind(idempotency_key)
+        .fetch_optional(&mut *tx)
+        .await
+        .context("reading an earlier deposit")?;
+        match earlier {
             None => Deposit::UnknownAccount,
-        },
-        Some((true, _)) => {
-            let account = sqlx::query_as::<_, Account>(
-                "UPDATE accounts SET wallet = wallet + $2 WHERE username = $1 \
-                 RETURNING username, email, wallet",
-            )
-            .bind(username)
-            .bind(amount.minor())
-            .fetch_one(&mut *tx)
-            .await
-            .context("crediting the wallet")?;
-            Deposit::Applied(account)
+            Some(earlier) if earlier != amount.minor() => Deposit::KeyReused,
+            Some(_) => match find_account_in(&mut tx, username).await? {
+                Some(a) => Deposit::Replayed(a),
+                None => Deposit::UnknownAccount,
+            },
         }
     };
     tx.commit().await.context("committing a deposit")?;

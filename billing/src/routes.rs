@@ -9,7 +9,7 @@ use crate::{
 use axum::{
     Json, Router,
     extract::State,
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use shop_common::{
     ApiError,
     auth::AuthUser,
     domain::{Money, Username},
+    idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath},
 };
 
@@ -72,35 +73,18 @@ struct DepositRequest {
     amount: Money,
 }
 
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
 async fn deposit(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(username): ApiPath<String>,
-    headers: HeaderMap,
+    key: IdempotencyKey,
     ApiJson(req): ApiJson<DepositRequest>,
 ) -> Result<Json<AccountView>, ApiError> {
     ensure_own(&user, &username)?;
-    let key = idempotency_key(&headers)?;
-    match db::deposit(&state.pool, &username, req.amount, key).await? {
+    match db::deposit(&state.pool, &username, req.amount, key.as_deref()).await? {
         Deposit::Applied(a) | Deposit::Replayed(a) => Ok(Json(a.into())),
         Deposit::KeyReused => Err(BillingError::IdempotencyKeyReused.into()),
         Deposit::UnknownAccount => Err(BillingError::UnknownAccount(username).into()),
-    }
-}
-
-/// The optional `Idempotency-Key` header: 1 to 200 visible ASCII characters.
-pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(raw) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    match raw.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 200 => Ok(Some(k)),
-        _ => Err(ApiError::invalid_field(
-            "Idempotency-Key",
-            "must be 1 to 200 visible ASCII characters",
-        )),
     }
 }
 

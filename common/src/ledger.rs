@@ -9,15 +9,24 @@
 //! | `released`  | held, then compensated: the quantity was given back            |
 //! | `cancelled` | compensated before any action arrived: a tombstone             |
 //!
-//! Every operation is ONE SQL statement, so it is its own transaction, and the row for an order is
-//! written at most once by an action, whatever the interleaving:
-//! - an action takes the quantity only if the order has no row yet and enough is available
-//!   (a conditional UPDATE: concurrent actions can never overdraw), and records the outcome in the
-//!   same statement. A duplicate — concurrent or late — hits the primary key, the whole statement
-//!   rolls back (giving back anything it took) and the recorded outcome is returned instead;
+//! Every operation is one short transaction that locks the order's row first and the resource's
+//! row second, so operations on the same order queue up behind each other instead of deadlocking,
+//! and the row for an order is decided at most once by an action, whatever the interleaving:
+//! - an action claims the order by inserting its row; a duplicate — concurrent or late — finds the
+//!   row (waiting for an in-flight claim to finish) and returns the recorded outcome instead. Only
+//!   the claimant then takes the quantity, with a conditional UPDATE (concurrent actions can never
+//!   overdraw), and records `held` or the rejection in the same transaction;
 //! - a compensation inserts a tombstone or flips `held` to `released` (waiting on the row, so it
-//!   sees an in-flight action's result), and gives the quantity back in the same statement. After
-//!   it, any action for that order hits the row and is refused with `order_cancelled`.
+//!   sees an in-flight action's result), and gives the quantity back in the same transaction. After
+//!   it, any action for that order finds the row and is refused with `order_cancelled`.
+//!
+//! Why not one statement each: a statement's snapshot is taken before it waits on a row lock, so
+//! (1) an action that checked "no row for this order" could take the resource, then wait on the
+//! order's row held by a compensation that waits on the resource: a deadlock; and (2) Postgres
+//! evaluates CHECK constraints on the new row computed from the snapshot's version, before noticing
+//! that the row changed, so a give-back computed from a stale `available` could spuriously fail a
+//! `CHECK (available <= capacity)`. The give-back therefore runs as its own statement, after the
+//! row lock it waited for.
 //!
 //! The HTTP face of the ledger ([`router`]) is identical for every participant:
 //! `PUT|DELETE|GET /internal/<route>/{order_id}`.
@@ -107,9 +116,17 @@ pub struct Ledger {
 
 /// Built once from the spec; the only interpolated values are the spec's static identifiers.
 struct Statements {
-    hold: Arc<str>,
-    release: Arc<str>,
+    take: Arc<str>,
+    give_back: Arc<str>,
 }
+
+const CLAIM: &str = "INSERT INTO holds (order_id, resource, quantity, state) \
+     VALUES ($1, $2, $3, 'held') ON CONFLICT (order_id) DO NOTHING";
+
+const FLIP: &str = "INSERT INTO holds AS h (order_id, state) VALUES ($1, 'cancelled') \
+     ON CONFLICT (order_id) DO UPDATE SET state = 'released', updated_at = now() \
+     WHERE h.state = 'held' \
+     RETURNING h.state, h.resource, h.quantity, h.error_code";
 
 impl Ledger {
     pub fn new(pool: PgPool, spec: &'static LedgerSpec) -> Self {
@@ -122,37 +139,27 @@ impl Ledger {
             exhausted_code,
             ..
         } = spec;
-        let hold = format!(
+        // Records the outcome on the row the same transaction just claimed.
+        let take = format!(
             "WITH taken AS ( \
                 UPDATE {t} SET {a} = {a} - $3 \
                 WHERE {k} = $2::text::{ty} AND {a} >= $3 \
-                  AND NOT EXISTS (SELECT 1 FROM holds WHERE order_id = $1) \
                 RETURNING 1) \
-             INSERT INTO holds (order_id, resource, quantity, state, error_code) \
-             SELECT $1, $2, $3, \
-                CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'held' ELSE 'rejected' END, \
-                CASE WHEN EXISTS (SELECT 1 FROM taken) THEN NULL \
+             UPDATE holds SET \
+                state = CASE WHEN EXISTS (SELECT 1 FROM taken) THEN 'held' ELSE 'rejected' END, \
+                error_code = CASE WHEN EXISTS (SELECT 1 FROM taken) THEN NULL \
                      WHEN EXISTS (SELECT 1 FROM {t} WHERE {k} = $2::text::{ty}) THEN '{exhausted_code}' \
                      ELSE '{unknown_code}' END \
+             WHERE order_id = $1 \
              RETURNING state, resource, quantity, error_code"
         );
-        let release = format!(
-            "WITH released AS ( \
-                INSERT INTO holds AS h (order_id, state) VALUES ($1, 'cancelled') \
-                ON CONFLICT (order_id) DO UPDATE SET state = 'released', updated_at = now() \
-                WHERE h.state = 'held' \
-                RETURNING h.state, h.resource, h.quantity, h.error_code), \
-             restored AS ( \
-                UPDATE {t} SET {a} = {t}.{a} + r.quantity FROM released r \
-                WHERE r.state = 'released' AND {t}.{k} = r.resource::{ty}) \
-             SELECT state, resource, quantity, error_code FROM released"
-        );
+        let give_back = format!("UPDATE {t} SET {a} = {a} + $2 WHERE {k} = $1::text::{ty}");
         Self {
             pool,
             spec,
             sql: Arc::new(Statements {
-                hold: hold.into(),
-                release: release.into(),
+                take: take.into(),
+                give_back: give_back.into(),
             }),
         }
     }
@@ -172,37 +179,62 @@ impl Ledger {
                 error_code: Some(self.spec.unknown_code.to_owned()),
             });
         }
-        let inserted = sqlx::query(AssertSqlSafe(self.sql.hold.clone()))
+        let mut tx = self.pool.begin().await.context("starting a hold")?;
+        let claimed = sqlx::query(CLAIM)
             .bind(order_id)
             .bind(resource)
             .bind(quantity)
-            .fetch_one(&self.pool)
-            .await;
-        match inserted {
-            Ok(row) => Ok(HoldRecord::from_row(order_id, &row)?),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => self
+            .execute(&mut *tx)
+            .await
+            .context("claiming an order")?
+            .rows_affected()
+            == 1;
+        if !claimed {
+            drop(tx);
+            return self
                 .get(order_id)
                 .await?
-                .context("hold row vanished after a duplicate action"),
-            Err(e) => Err(anyhow::Error::new(e).context("recording a hold")),
+                .context("hold row vanished after a duplicate action");
         }
+        let row = sqlx::query(AssertSqlSafe(self.sql.take.clone()))
+            .bind(order_id)
+            .bind(resource)
+            .bind(quantity)
+            .fetch_one(&mut *tx)
+            .await
+            .context("taking a hold")?;
+        let record = HoldRecord::from_row(order_id, &row)?;
+        tx.commit().await.context("committing a hold")?;
+        Ok(record)
     }
 
     /// The compensation: give back whatever `order_id` holds, or leave a tombstone. Idempotent.
     pub async fn release(&self, order_id: Uuid) -> Result<HoldRecord> {
-        let row = sqlx::query(AssertSqlSafe(self.sql.release.clone()))
+        let mut tx = self.pool.begin().await.context("starting a release")?;
+        let row = sqlx::query(FLIP)
             .bind(order_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .context("releasing a hold")?;
-        match row {
-            Some(row) => Ok(HoldRecord::from_row(order_id, &row)?),
+        let Some(row) = row else {
             // Already final (rejected, released or cancelled): nothing to give back.
-            None => self
+            drop(tx);
+            return self
                 .get(order_id)
                 .await?
-                .context("hold row vanished during a release"),
+                .context("hold row vanished during a release");
+        };
+        let record = HoldRecord::from_row(order_id, &row)?;
+        if record.state == HoldState::Released {
+            sqlx::query(AssertSqlSafe(self.sql.give_back.clone()))
+                .bind(&record.resource)
+                .bind(record.quantity)
+                .execute(&mut *tx)
+                .await
+                .context("giving a hold back")?;
         }
+        tx.commit().await.context("committing a release")?;
+        Ok(record)
     }
 
     pub async fn get(&self, order_id: Uuid) -> Result<Option<HoldRecord>> {

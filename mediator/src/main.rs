@@ -1,1 +1,9 @@
-fn main(){}
+//! mediator: the order saga's orchestrator (a worker of the order service).
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shop_common::telemetry::init();
+    let config = mediator::Config::from_env()?;
+    let listener = shop_common::http::bind(&config.http).await?;
+    mediator::run(listener, config, shop_common::shutdown::signal()).await
+}

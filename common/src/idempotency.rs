@@ -1,0 +1,34 @@
+//! The optional `Idempotency-Key` request header, as an extractor: a client that retries a POST
+//! with the same key gets the first attempt's result instead of a second effect.
+
+use crate::error::ApiError;
+use axum::{extract::FromRequestParts, http::request::Parts};
+
+pub const HEADER: &str = "idempotency-key";
+
+/// `None` without the header; a malformed key is a 400 naming the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl IdempotencyKey {
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(HEADER) else {
+            return Ok(Self(None));
+        };
+        match raw.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 200 => Ok(Self(Some(k.to_owned()))),
+            _ => Err(ApiError::invalid_field(
+                "Idempotency-Key",
+                "must be 1 to 200 visible ASCII characters",
+            )),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Running one order's saga: load the order, follow what is recorded, perform what the state
+//! machine ([`crate::saga`]) asks, and store the outcome with guarded transitions.
+//!
+//! Database work per saga: one SELECT, then one statement that moves the status AND appends the
+//! saga log (so a successful saga is 2 round trips and 1 write commit). An abort adds exactly one
+//! statement: the decision (`pending -> compensating`, with the log so far) is committed BEFORE
+//! any compensation, and `compensating -> failed` (with the compensations) after the last one. An
+//! order whose first step is refused goes `pending -> failed` at once: nothing is held.
+//!
+//! Crash anywhere and the stream entry, never acknowledged, is run again from what is recorded:
+//! - still `pending`: the forward steps run again; participants answer a repeated action with
+//!   the recorded outcome, so nothing is taken twice and the same decision is reached;
+//! - `compensating`: every compensation runs again (no-ops for what is already undone), never
+//!   a forward step;
+//! - final: nothing to do but acknowledge (for `failed`, see [`Executor::run`]).
+//!
+//! Two runs of the same order at once (a duplicate entry, an entry taken over from a consumer
+//! that was merely slow) are safe: only one wins each guarded transition; a run that loses one
+//! re-reads and follows the winner, and if the winner aborted, undoes everything (its own
+//! actions may have gone further than the winner's).
+
+use crate::{
+    participants::{ActionOutcome, Participants},
+    saga::{Event, STEPS, State},
+};
+use anyhow::{Result, bail};
+use backon::{ExponentialBuilder, Retryable};
+use order::db::{self, NewStep, Order, Status, StepKind, StepOutcome};
+use sqlx::PgPool;
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The reason of an order whose stream entry could not be processed.
+pub const UNPROCESSABLE_REASON: &str = "Saga could not be processed";
+
+/// About 5 s of retries of a database statement.
+const DB_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(50))
+    .with_max_delay(Duration::from_secs(1))
+    .with_jitter()
+    .with_max_times(8);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    /// The entry is being dead-lettered: undo everything and fail the order.
+    DeadLetter,
+}
+
+/// What became of a run: whether its stream entry may be acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The order's final state is stored: acknowledge.
+    Final(Status),
+    /// No such order: dead-letter the entry.
+    UnknownOrder,
+    /// Shutdown interrupted the run before a final state: leave the entry pending.
+    Abandoned,
+}
+
+pub struct Executor {
+    pool: PgPool,
+    participants: Participants,
+}
+
+impl Executor {
+    pub fn new(pool: PgPool, participants: Participants) -> Self {
+        Self { pool, participants }
+    }
+
+    /// Database statements are retried for a few seconds before the run gives up (and its entry
+    /// waits for CLAIM_MIN_IDLE_MS). Repeating one whose reply was lost is safe: a repeated guarded
+    /// transition finds its guard lost and the run follows what is recorded — its own write.
+    async fn retrying<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        call.retry(DB_BACKOFF)
+            .sleep(tokio::time::sleep)
+            .notify(|e, after| tracing::warn!("database call failed, retrying in {after:?}: {e:#}"))
+            .await
+    }
+
+    async fn load(&self, order_id: Uuid) -> Result<Option<Order>> {
+        self.retrying(|| db::find_order(&self.pool, order_id)).await
+    }
+
+    async fn transition(
+        &self,
+        order_id: Uuid,
+        from: Status,
+        to: Status,
+        reason: Option<&str>,
+        steps: &[NewStep],
+    ) -> Result<bool> {
+        self.retrying(|| db::transition(&self.pool, order_id, from, to, reason, steps))
+            .await
+    }
+
+    /// Drives `order_id` to a final state (or as far as it can until shutdown).
+    pub async fn run(&self, order_id: Uuid, mode: Mode) -> Result<Disposition> {
+        let Some(order) = self.load(order_id).await? else {
+            return Ok(Disposition::UnknownOrder);
+        };
+        match (order.status, mode) {
+            (Status::Completed, _) => Ok(Disposition::Final(Status::Completed)),
+            // A duplicate of a failed order. Another run of it may have crashed after taking a
+            // step beyond what the winner undid, and this entry is the only trace of that run:
+            // undo everything again (no-ops, in the usual case) before acknowledging.
+            (Status::Failed, _) => self.undo_all_of_failed(&order).await,
+            (Status::Compensating, _) => {
+                let reason = recorded_reason(&order);
+                self.compensate_then_fail(&order, State::compensating_all(reason))
+                    .await
+            }
+            (Status::Pending, Mode::DeadLetter) => self.abort_unprocessable(&order).await,
+            (Status::Pending, Mode::Normal) => self.forward(&order).await,
+        }
+    }
+
+    async fn forward(&self, order: &Order) -> Result<Disposition> {
+        metrics::counter!("sagas_started_total").increment(1);
+        let started = Instant::now();
+        let mut state = State::Pending.apply(Event::Start)?;
+        let mut log = Vec::with_capacity(STEPS.len());
+        while let State::Running(i) = state {
+            let step = &STEPS[i];
+            let (at, clock) = (OffsetDateTime::now_utc(), Instant::now());
+            let (event, outcome, code) = match self.participants.act(step, order).await {
+                ActionOutcome::Held => (Event::StepSucceeded, StepOutcome::Ok, None),
+                ActionOutcome::Rejected(code) => (
+                    Event::StepRejected(code.clone()),
+                    StepOutcome::Rejected,
+                    Some(code),
+                ),
+                ActionOutcome::Unknown(code) => {
+                    (Event::StepUnknown, StepOutcome::Unknown, Some(code))
+                }
+                ActionOutcome::Abandoned => return Ok(Disposition::Abandoned),
+            };
+            log.push(logged(
+                step.participant.name(),
+                StepKind::Action,
+                outcome,
+                code,
+                at,
+                clock,
+            ));
+            state = state.apply(event)?;
+        }
+        let disposition = match &state {
+            State::Completed => {
+                if self
+                    .transition(order.id, Status::Pending, Status::Completed, None, &log)
+                    .await?
+                {
+                    metrics::counter!("sagas_completed_total").increment(1);
+                    Disposition::Final(Status::Completed)
+                } else {
+                    self.follow_recorded(order.id).await?
+                }
+            }
+            State::Failed(reason) => {
+                let failed = self
+                    .transition(
+                        order.id,
+                        Status::Pending,
+                        Status::Failed,
+                        Some(reason),
+                        &log,
+                    )
+                    .await?;
+                if failed {
+                    count_failure(reason);
+                    Disposition::Final(Status::Failed)
+                } else {
+                    self.follow_recorded(order.id).await?
+                }
+            }
+            State::Compensating { reason, .. } => {
+                let decided = self
+                    .transition(
+                        order.id,
+                        Status::Pending,
+                        Status::Compensating,
+                        Some(reason),
+                        &log,
+                    )
+                    .await?;
+                if decided {
+                    self.compensate_then_fail(order, state.clone()).await?
+                } else {
+                    self.follow_recorded(order.id).await?
+                }
+            }
+            other => bail!("the saga of order {} stopped in {other:?}", order.id),
+        };
+        if let Disposition::Final(status) = disposition {
+            metrics::histogram!("saga_duration_seconds", "status" => status.as_str())
+                .record(started.elapsed().as_secs_f64());
+        }
+        Ok(disposition)
+    }
+
+    /// Runs the compensations `state` asks for, then records `compensating -> failed`.
+    async fn compensate_then_fail(&self, order: &Order, mut state: State) -> Result<Disposition> {
+        let log = match self.compensate(order.id, &mut state).await {
+            Some(log) => log,
+            None => return Ok(Disposition::Abandoned),
+        };
+        let State::Failed(reason) = &state else {
+            bail!("compensations of order {} ended in {state:?}", order.id);
+        };
+        // The reason recorded with the abort decision stays.
+        if self
+            .transition(order.id, Status::Compensating, Status::Failed, None, &log)
+            .await?
+        {
+            count_failure(reason);
+            return Ok(Disposition::Final(Status::Failed));
+        }
+        // Another run of this order finished the compensations first.
+        match self.load(order.id).await? {
+            Some(o) if o.status == Status::Failed => Ok(Disposition::Final(Status::Failed)),
+            other => bail!(
+                "order {} left 'compensating' to {:?}",
+                order.id,
+                other.map(|o| o.status)
+            ),
+        }
+    }
+
+    /// Performs every compensation `state` asks for; `None` if shutdown interrupted them.
+    async fn compensate(&self, order_id: Uuid, state: &mut State) -> Option<Vec<NewStep>> {
+        let mut log = Vec::new();
+        while let Some(i) = state.next_compensation() {
+            let step = &STEPS[i];
+            let (at, clock) = (OffsetDateTime::now_utc(), Instant::now());
+            self.participants.compensate(step, order_id).await.ok()?;
+            log.push(logged(
+                step.participant.name(),
+                StepKind::Compensation,
+                StepOutcome::Ok,
+                None,
+                at,
+                clock,
+            ));
+            // Only fails on a machine bug; `next_compensation` said there is one to do.
+            let next = std::mem::replace(state, State::Pending).apply(Event::CompensationDone);
+            match next {
+                Ok(next) => *state = next,
+                Err(e) => {
+                    tracing::error!(%order_id, "{e}");
+                    return None;
+                }
+            }
+        }
+        Some(log)
+    }
+
+    /// This run lost a guarded transition: do what the recorded status says.
+    async fn follow_recorded(&self, order_id: Uuid) -> Result<Disposition> {
+        let Some(order) = self.load(order_id).await? else {
+            bail!("order {order_id} vanished during its saga");
+        };
+        match order.status {
+            Status::Completed => Ok(Disposition::Final(Status::Completed)),
+            Status::Compensating => {
+                let reason = recorded_reason(&order);
+                self.compensate_then_fail(&order, State::compensating_all(reason))
+                    .await
+            }
+            // Our actions may have gone past what the winner undid.
+            Status::Failed => self.undo_all_of_failed(&order).await,
+            Status::Pending => bail!("order {order_id} is pending although a guarded move failed"),
+        }
+    }
+
+    /// Compensates every step of an already failed order (no status change).
+    async fn undo_all_of_failed(&self, order: &Order) -> Result<Disposition> {
+        let mut state = State::compensating_all(recorded_reason(order));
+        let Some(log) = self.compensate(order.id, &mut state).await else {
+            return Ok(Disposition::Abandoned);
+        };
+        self.retrying(|| db::append_steps(&self.pool, order.id, &log))
+            .await?;
+        Ok(Disposition::Final(Status::Failed))
+    }
+
+    /// A pending order whose entry is dead-lettered: abort it, undo everything, fail it.
+    async fn abort_unprocessable(&self, order: &Order) -> Result<Disposition> {
+        let decided = self
+            .transition(
+                order.id,
+                Status::Pending,
+                Status::Compensating,
+                Some(UNPROCESSABLE_REASON),
+                &[],
+            )
+            .await?;
+        if !decided {
+            return self.follow_recorded(order.id).await;
+        }
+        self.compensate_then_fail(order, State::compensating_all(UNPROCESSABLE_REASON))
+            .await
+    }
+}
+
+fn recorded_reason(order: &Order) -> String {
+    order
+        .reason
+        .clone()
+        .unwrap_or_else(|| UNPROCESSABLE_REASON.to_owned())
+}
+
+fn count_failure(reason: &str) {
+    metrics::counter!("sagas_failed_total", "reason" => reason.to_owned()).increment(1);
+}
+
+fn logged(
+    participant: &'static str,
+    kind: StepKind,
+    outcome: StepOutcome,
+    error_code: Option<String>,
+    started_at: OffsetDateTime,
+    clock: Instant,
+) -> NewStep {
+    let elapsed = clock.elapsed();
+    metrics::histogram!(
+        "saga_step_duration_seconds",
+        "participant" => participant,
+        "kind" => kind.as_str(),
+        "outcome" => outcome.as_str(),
+    )
+    .record(elapsed.as_secs_f64());
+    NewStep {
+        participant,
+        kind,
+        outcome,
+        error_code,
+        started_at,
+        finished_at: started_at + elapsed,
+    }
+}

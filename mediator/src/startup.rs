@@ -1,0 +1,64 @@
+//! Wiring: the database and Redis pools, the participants' clients, the executor, the stream
+//! consumer, and the health/metrics server that stays up until the consumer has drained.
+
+use crate::{config::Config, consumer::Consumer, executor::Executor, participants::Participants};
+use anyhow::{Context, Result};
+use axum::Router;
+use shop_common::{
+    db,
+    http::{self, Readiness},
+    redis,
+};
+use std::{future::Future, sync::Arc};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    // The order service's migrations: both processes may apply them, sqlx serialises that.
+    let pool = db::connect_and_migrate(&config.database, &order::MIGRATOR).await?;
+    let redis = redis::pool(&config.redis_url)?;
+
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_signal.cancel();
+    });
+
+    let participants =
+        Participants::new(&config.participants, &config.internal_token, stop.clone())?;
+    let executor = Arc::new(Executor::new(pool.clone(), participants));
+    let consumer = Consumer::new(
+        config.stream.clone(),
+        config.redis_url.clone(),
+        redis.clone(),
+        executor,
+        stop.clone(),
+    );
+
+    let readiness = Readiness {
+        db: Some(pool),
+        redis: Some(redis),
+    };
+    let app = http::app("mediator", Router::new(), readiness, &config.http);
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        app,
+        server_stop.clone().cancelled_owned(),
+    ));
+
+    tracing::info!(
+        consumer = %config.stream.consumer,
+        concurrency = config.stream.concurrency,
+        "mediator started"
+    );
+    let consumed = consumer.run().await;
+    server_stop.cancel();
+    let served = server.await.context("the health server panicked")?;
+    consumed.and(served)
+}

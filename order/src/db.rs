@@ -1,0 +1,396 @@
+//! All SQL on the `orders` database: the order API's and the mediator's. The mediator shares this
+//! database as the order service's worker and reaches it only through these functions, so every
+//! status transition and its guard is written here, once.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use shop_common::domain::Money;
+use sqlx::{PgExecutor, PgPool};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Where an order is in its saga. `Completed` and `Failed` are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Compensating,
+    Completed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Compensating => "compensating",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Order {
+    pub id: Uuid,
+    pub username: String,
+    #[sqlx(try_from = "i64")]
+    pub amount: Money,
+    pub item: i64,
+    pub slot: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub published_at: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+macro_rules! order_columns {
+    () => {
+        "id, username, amount, item, slot, status, reason, idempotency_key, published_at, \
+         created_at, updated_at"
+    };
+}
+
+pub struct NewOrder<'a> {
+    pub username: &'a str,
+    pub amount: Money,
+    pub item: i64,
+    pub slot: &'a str,
+    pub idempotency_key: Option<&'a str>,
+}
+
+pub enum Inserted {
+    Created(Order),
+    /// The caller's Idempotency-Key was used before: the order it created then.
+    Existing(Order),
+}
+
+/// Stores a new pending order, or returns the one this user's Idempotency-Key already created.
+pub async fn insert_order(pool: &PgPool, new: &NewOrder<'_>) -> Result<Inserted> {
+    let created = sqlx::query_as::<_, Order>(concat!(
+        "INSERT INTO orders (id, username, amount, item, slot, idempotency_key) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (username, idempotency_key) DO NOTHING RETURNING ",
+        order_columns!()
+    ))
+    .bind(Uuid::now_v7())
+    .bind(new.username)
+    .bind(new.amount.minor())
+    .bind(new.item)
+    .bind(new.slot)
+    .bind(new.idempotency_key)
+    .fetch_optional(pool)
+    .await
+    .context("inserting an order")?;
+    if let Some(order) = created {
+        return Ok(Inserted::Created(order));
+    }
+    // Only a key can conflict. Read in a new statement: the conflicting row may have been
+    // committed after the INSERT's snapshot was taken.
+    let key = new
+        .idempotency_key
+        .context("an order without an Idempotency-Key conflicted")?;
+    let existing = sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE username = $1 AND idempotency_key = $2"
+    ))
+    .bind(new.username)
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .context("reading an order by Idempotency-Key")?
+    .context("order vanished after a conflicting insert")?;
+    Ok(Inserted::Existing(existing))
+}
+
+pub async fn find_order(pool: &PgPool, id: Uuid) -> Result<Option<Order>> {
+    sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .context("reading an order")
+}
+
+/// The order, if it exists and belongs to `username`.
+pub async fn find_user_order(pool: &PgPool, username: &str, id: Uuid) -> Result<Option<Order>> {
+    sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE id = $1 AND username = $2"
+    ))
+    .bind(id)
+    .bind(username)
+    .fetch_optional(pool)
+    .await
+    .context("reading an order")
+}
+
+/// The user's orders, oldest first.
+pub async fn list_user_orders(pool: &PgPool, username: &str) -> Result<Vec<Order>> {
+    sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE username = $1 ORDER BY created_at, id"
+    ))
+    .bind(username)
+    .fetch_all(pool)
+    .await
+    .context("listing orders")
+}
+
+// ------------------------------------------------------------------ publication (the outbox)
+
+/// Records that these orders are on the saga stream.
+pub async fn mark_published(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<()> {
+    sqlx::query(
+        "UPDATE orders SET published_at = now() WHERE id = ANY($1) AND published_at IS NULL",
+    )
+    .bind(ids)
+    .execute(db)
+    .await
+    .context("marking orders published")?;
+    Ok(())
+}
+
+/// Locks up to `limit` orders that are unpublished for longer than `older_than`, skipping rows
+/// another sweeper (another order replica) holds, so replicas do not publish the same order twice.
+/// Call inside a transaction; the locks last until it ends.
+pub async fn lock_unpublished(
+    db: impl PgExecutor<'_>,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders \
+         WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1) \
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .context("finding unpublished orders")
+}
+
+/// Locks up to `limit` orders that were published more than `older_than` ago and are still not
+/// final, skipping rows another sweeper holds. Call inside a transaction.
+pub async fn lock_stale(
+    db: impl PgExecutor<'_>,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM orders \
+         WHERE status IN ('pending', 'compensating') \
+           AND published_at < now() - make_interval(secs => $1) \
+         ORDER BY published_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .context("finding stale orders")
+}
+
+/// Records that these orders were just published again.
+pub async fn mark_republished(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<()> {
+    sqlx::query("UPDATE orders SET published_at = now() WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(db)
+        .await
+        .context("marking orders re-published")?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ the saga (mediator)
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Action,
+    Compensation,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Action => "action",
+            StepKind::Compensation => "compensation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    Ok,
+    Rejected,
+    /// Transient failures until the deadline: the participant may or may not have acted.
+    Unknown,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Ok => "ok",
+            StepOutcome::Rejected => "rejected",
+            StepOutcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// One participant call, to be appended to the saga log.
+#[derive(Debug, Clone)]
+pub struct NewStep {
+    pub participant: &'static str,
+    pub kind: StepKind,
+    pub outcome: StepOutcome,
+    pub error_code: Option<String>,
+    pub started_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+}
+
+/// A row of the saga log, as the API shows it.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SagaStep {
+    pub seq: i32,
+    pub participant: String,
+    pub kind: String,
+    pub outcome: String,
+    pub error_code: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+}
+
+pub async fn saga_log(pool: &PgPool, order_id: Uuid) -> Result<Vec<SagaStep>> {
+    sqlx::query_as::<_, SagaStep>(
+        "SELECT seq, participant, kind, outcome, error_code, started_at, finished_at \
+         FROM saga_steps WHERE order_id = $1 ORDER BY seq",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await
+    .context("reading the saga log")
+}
+
+/// Column arrays for `UNNEST`: the whole log of a run goes in one INSERT.
+struct StepColumns {
+    participant: Vec<&'static str>,
+    kind: Vec<&'static str>,
+    outcome: Vec<&'static str>,
+    error_code: Vec<Option<String>>,
+    started_at: Vec<OffsetDateTime>,
+    finished_at: Vec<OffsetDateTime>,
+}
+
+impl StepColumns {
+    fn of(steps: &[NewStep]) -> Self {
+        Self {
+            participant: steps.iter().map(|s| s.participant).collect(),
+            kind: steps.iter().map(|s| s.kind.as_str()).collect(),
+            outcome: steps.iter().map(|s| s.outcome.as_str()).collect(),
+            error_code: steps.iter().map(|s| s.error_code.clone()).collect(),
+            started_at: steps.iter().map(|s| s.started_at).collect(),
+            finished_at: steps.iter().map(|s| s.finished_at).collect(),
+        }
+    }
+}
+
+/// The guarded status transition `from -> to`, with `steps` appended to the saga log, in ONE
+/// statement (so one round trip and one commit). Returns false, changing nothing, unless the
+/// order was in `from`: the caller lost a race and must re-read what is recorded. `reason`
+/// `None` keeps the recorded one.
+///
+/// The log's `seq` continues after the rows already there. Reading them in this statement's
+/// snapshot is safe because only the winner of a guarded transition writes, and a run only
+/// attempts `compensating -> failed` after it saw (or made) the committed `compensating`.
+/// Publication is implied too: an order that reached a saga transition was on the stream, so
+/// the sweep must not re-publish it even if its `published_at` write was lost.
+pub async fn transition(
+    pool: &PgPool,
+    order_id: Uuid,
+    from: Status,
+    to: Status,
+    reason: Option<&str>,
+    steps: &[NewStep],
+) -> Result<bool> {
+    let c = StepColumns::of(steps);
+    let moved: i64 = sqlx::query_scalar(
+        "WITH moved AS ( \
+            UPDATE orders SET status = $3, reason = COALESCE($4, reason), updated_at = now(), \
+                published_at = COALESCE(published_at, now()) \
+            WHERE id = $1 AND status = $2 RETURNING id), \
+         base AS (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $1), \
+         logged AS ( \
+            INSERT INTO saga_steps \
+                (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
+            SELECT moved.id, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
+                   s.started_at, s.finished_at \
+            FROM moved, base, \
+                 UNNEST($5::text[], $6::text[], $7::text[], $8::text[], \
+                        $9::timestamptz[], $10::timestamptz[]) \
+                 WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
+                                      started_at, finished_at, ord)) \
+         SELECT count(*) FROM moved",
+    )
+    .bind(order_id)
+    .bind(from)
+    .bind(to)
+    .bind(reason)
+    .bind(&c.participant)
+    .bind(&c.kind)
+    .bind(&c.outcome)
+    .bind(&c.error_code)
+    .bind(&c.started_at)
+    .bind(&c.finished_at)
+    .fetch_one(pool)
+    .await
+    .with_context(|| format!("moving order {order_id} from {from:?} to {to:?}"))?;
+    Ok(moved == 1)
+}
+
+/// Appends `steps` to the log without a transition: compensations a run made for an order that
+/// another run had already failed. Best effort: a concurrent append may take the same `seq`, and
+/// then these rows are dropped (the calls were idempotent no-ops or are logged by the other run).
+pub async fn append_steps(pool: &PgPool, order_id: Uuid, steps: &[NewStep]) -> Result<()> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let c = StepColumns::of(steps);
+    sqlx::query(
+        "INSERT INTO saga_steps \
+            (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
+         SELECT $1, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
+                s.started_at, s.finished_at \
+         FROM (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $1) base, \
+              UNNEST($2::text[], $3::text[], $4::text[], $5::text[], \
+                     $6::timestamptz[], $7::timestamptz[]) \
+              WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
+                                   started_at, finished_at, ord) \
+         ON CONFLICT (order_id, seq) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(&c.participant)
+    .bind(&c.kind)
+    .bind(&c.outcome)
+    .bind(&c.error_code)
+    .bind(&c.started_at)
+    .bind(&c.finished_at)
+    .execute(pool)
+    .await
+    .context("appending to the saga log")?;
+    Ok(())
+}

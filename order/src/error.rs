@@ -1,0 +1,30 @@
+//! order's errors, and the one place their HTTP statuses are chosen.
+
+use axum::http::StatusCode;
+use shop_common::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// Also for someone else's order: its existence is not disclosed.
+    #[error("no such order")]
+    NotFound,
+    #[error("this Idempotency-Key was already used for a different order")]
+    IdempotencyKeyReused,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        let detail = e.to_string();
+        match e {
+            OrderError::NotFound => ApiError::not_found("not_found", detail),
+            OrderError::IdempotencyKeyReused => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                detail,
+            ),
+            OrderError::Unexpected(e) => ApiError::internal(e),
+        }
+    }
+}

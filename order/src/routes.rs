@@ -1,0 +1,175 @@
+//! order's HTTP endpoints: create an order, list the caller's orders, show one with its saga log.
+//!
+//! A retried POST with the same `Idempotency-Key` returns the order the first one created: 201 the
+//! first time, 200 on a replay (same id, same `Location`), 422 if the key comes back with a
+//! different body. A replay never publishes: an order its first POST could not publish is the
+//! sweep's.
+
+use crate::{
+    db::{self, Inserted, NewOrder, Order, SagaStep, Status},
+    error::OrderError,
+    startup::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use shop_common::{
+    ApiError,
+    auth::AuthUser,
+    domain::{Money, SlotTime},
+    idempotency::IdempotencyKey,
+    json::{ApiJson, ApiPath},
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub fn public() -> Router<AppState> {
+    Router::new()
+        .route("/api/orders", get(list).post(create))
+        .route("/api/orders/{id}", get(show))
+}
+
+#[derive(Deserialize)]
+struct CreateOrder {
+    amount: Money,
+    details: Details,
+}
+
+#[derive(Deserialize)]
+struct Details {
+    item: ItemId,
+    slot: SlotTime,
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "i64")]
+struct ItemId(i64);
+
+impl TryFrom<i64> for ItemId {
+    type Error = &'static str;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err("must be a positive integer")
+        }
+    }
+}
+
+/// The order as the client sees it: field names and reason texts are its API.
+#[derive(Serialize)]
+struct OrderView {
+    id: Uuid,
+    amount: Money,
+    details: DetailsView,
+    status: Status,
+    /// `null` while the saga runs.
+    success: Option<bool>,
+    reason: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    updated_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    saga: Option<Vec<SagaStep>>,
+}
+
+#[derive(Serialize)]
+struct DetailsView {
+    item: i64,
+    slot: String,
+}
+
+impl OrderView {
+    fn new(o: Order, saga: Option<Vec<SagaStep>>) -> Self {
+        let success = match o.status {
+            Status::Completed => Some(true),
+            Status::Failed => Some(false),
+            Status::Pending | Status::Compensating => None,
+        };
+        Self {
+            id: o.id,
+            amount: o.amount,
+            details: DetailsView {
+                item: o.item,
+                slot: o.slot,
+            },
+            status: o.status,
+            success,
+            reason: o.reason,
+            created_at: o.created_at,
+            updated_at: o.updated_at,
+            saga,
+        }
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    key: IdempotencyKey,
+    ApiJson(req): ApiJson<CreateOrder>,
+) -> Result<Response, ApiError> {
+    let new = NewOrder {
+        username: &user.username,
+        amount: req.amount,
+        item: req.details.item.0,
+        slot: req.details.slot.as_str(),
+        idempotency_key: key.as_deref(),
+    };
+    let (order, status) = match db::insert_order(&state.pool, &new).await? {
+        Inserted::Created(order) => {
+            if let Err(e) = state.outbox.publish(order.id).await {
+                // The order is stored: the sweep publishes it once Redis is back.
+                tracing::warn!(order_id = %order.id, "order left for the sweep: {e:#}");
+            }
+            (order, StatusCode::CREATED)
+        }
+        Inserted::Existing(order) => {
+            let same =
+                order.amount == new.amount && order.item == new.item && order.slot == new.slot;
+            if !same {
+                return Err(OrderError::IdempotencyKeyReused.into());
+            }
+            (order, StatusCode::OK)
+        }
+    };
+    let location = HeaderValue::try_from(format!("/api/orders/{}", order.id))
+        .map_err(|e| OrderError::Unexpected(e.into()))?;
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(OrderView::new(order, None)),
+    )
+        .into_response())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<OrderView>>, ApiError> {
+    let orders = db::list_user_orders(&state.pool, &user.username).await?;
+    Ok(Json(
+        orders
+            .into_iter()
+            .map(|o| OrderView::new(o, None))
+            .collect(),
+    ))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<OrderView>, ApiError> {
+    let order = db::find_user_order(&state.pool, &user.username, id)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    let saga = db::saga_log(&state.pool, id).await?;
+    Ok(Json(OrderView::new(order, Some(saga))))
+}

@@ -1,0 +1,80 @@
+//! Wiring: state, the router, and `run` (the HTTP server plus the outbox's sweeper and flusher).
+
+use crate::{
+    config::Config,
+    outbox::{self, Outbox},
+    routes,
+};
+use anyhow::Result;
+use axum::{Router, extract::FromRef};
+use shop_common::{
+    auth::JwtKeys,
+    db as pg,
+    http::{self, Readiness},
+    redis::{self, RedisPool},
+};
+use sqlx::{PgPool, migrate::Migrator};
+use std::{future::Future, time::Duration};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// How long `run` waits, after the server stopped, for the last publication flags to be written.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub jwt: JwtKeys,
+    pub outbox: Outbox,
+}
+
+/// The API router. Must be called inside a Tokio runtime (it starts the outbox's flusher).
+pub fn build_router(pool: PgPool, redis: RedisPool, config: &Config) -> Router {
+    build(pool, redis, config).0
+}
+
+fn build(pool: PgPool, redis: RedisPool, config: &Config) -> (Router, JoinHandle<()>) {
+    let (outbox, flusher) = Outbox::new(pool.clone(), redis.clone(), &config.orders_stream);
+    let state = AppState {
+        pool: pool.clone(),
+        jwt: JwtKeys::new(&config.jwt_secret),
+        outbox,
+    };
+    let api = routes::public().with_state(state);
+    let readiness = Readiness {
+        db: Some(pool),
+        redis: Some(redis),
+    };
+    (http::app("order", api, readiness, &config.http), flusher)
+}
+
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let pool = pg::connect_and_migrate(&config.database, &MIGRATOR).await?;
+    let redis = redis::pool(&config.redis_url)?;
+    let stop_sweeping = CancellationToken::new();
+    let sweeper = tokio::spawn(outbox::run_sweeper(
+        pool.clone(),
+        redis.clone(),
+        config.orders_stream.clone(),
+        outbox::SweepAfter {
+            unpublished: config.republish_after,
+            stale: config.republish_stale_after,
+        },
+        stop_sweeping.clone(),
+    ));
+    let (router, flusher) = build(pool, redis, &config);
+    let served = http::serve(listener, router, shutdown).await;
+    stop_sweeping.cancel();
+    let _ = sweeper.await;
+    // The router (and so every sender to the flusher) is gone: the flusher drains and ends.
+    if tokio::time::timeout(FLUSH_GRACE, flusher).await.is_err() {
+        tracing::warn!("publication flags not all written; the sweep will re-publish those");
+    }
+    served
+}
