@@ -345,8 +345,7 @@ struct Deposit {
 enum Op {
     Charge(usize),
     Refund(usize),
-    /// Deposit `deposits[j]` under an Idempotency-Key of its own. (Concurrent retries of one key
-    /// are not sent: billing answers some of them 404, see `deposit_retries.rs`.)
+    /// Repeats of a deposit carry the same Idempotency-Key, so they apply once.
     Deposit(usize),
 }
 
@@ -398,8 +397,8 @@ async fn check(s: Scenario) {
         app.create_account(account).await;
     }
     let ids: Vec<Uuid> = s.orders.iter().map(|_| Uuid::new_v4()).collect();
-    let answers: Vec<(Op, Answer)> = stream::iter(s.ops.iter().copied().enumerate())
-        .map(|(n, op)| {
+    let answers: Vec<(Op, Answer)> = stream::iter(s.ops.iter().copied())
+        .map(|op| {
             let (app, ids, s) = (&app, &ids, &s);
             async move {
                 let answer = match op {
@@ -410,7 +409,7 @@ async fn check(s: Scenario) {
                     Op::Refund(i) => app.refund(ids[i]).await,
                     Op::Deposit(j) => {
                         let d = &s.deposits[j];
-                        app.deposit(d.account, d.cents, &format!("deposit-{n}"))
+                        app.deposit(d.account, d.cents, &format!("deposit-{j}"))
                             .await
                     }
                 };
@@ -422,13 +421,16 @@ async fn check(s: Scenario) {
         .await;
     let mut seen: BTreeMap<usize, Seen> = BTreeMap::new();
     let mut deposited: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut applied = vec![false; s.deposits.len()];
     for (op, answer) in answers {
         match op {
             Op::Charge(i) => seen.entry(i).or_default().charges.push(answer),
             Op::Refund(i) => seen.entry(i).or_default().refunds.push(answer),
             Op::Deposit(j) => {
                 assert_eq!(answer.0, 200, "deposit {j}: {answer:?}");
-                *deposited.entry(s.deposits[j].account).or_default() += s.deposits[j].cents;
+                if !std::mem::replace(&mut applied[j], true) {
+                    *deposited.entry(s.deposits[j].account).or_default() += s.deposits[j].cents;
+                }
             }
         }
     }

@@ -1,6 +1,6 @@
-//! Concurrent retries of one deposit (same Idempotency-Key) all answer 200 and apply once. (A
-//! regression test: the earlier deposit used to be looked up in the same statement, and snapshot,
-//! as the `INSERT .. ON CONFLICT DO NOTHING`, which cannot see the row a racing retry committed.)
+//! Regression: concurrent retries of one deposit (same Idempotency-Key) must all answer 200 and
+//! apply once. They used to answer 404 `account_not_found` when the lookup of the earlier deposit
+//! ran in the same snapshot as the `INSERT .. ON CONFLICT DO NOTHING` that had waited for it.
 
 use futures::future::join_all;
 use serde_json::json;

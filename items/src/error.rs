@@ -1,0 +1,17 @@
+//! items' errors, and the one place their HTTP statuses are chosen.
+
+use shop_common::ApiError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ItemsError {
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<ItemsError> for ApiError {
+    fn from(e: ItemsError) -> Self {
+        match e {
+            ItemsError::Unexpected(e) => ApiError::internal(e),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! items: owns the `items` database — the catalog with each item's available stock, and the ledger
+//! of per-order reservations that the saga takes and gives back.
+
+mod config;
+mod db;
+mod error;
+mod routes;
+mod startup;
+
+pub use config::Config;
+pub use startup::{MIGRATOR, build_router, run};

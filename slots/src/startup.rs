@@ -1,0 +1,61 @@
+//! Wiring: state, the router (public + ledger), seeding, and `run`.
+
+use crate::{config::Config, db, routes};
+use anyhow::Result;
+use axum::{Router, extract::FromRef};
+use shop_common::{
+    db as shop_db,
+    domain::SlotTime,
+    http::{self, Readiness},
+    internal::InternalToken,
+    ledger::{self, Ledger, LedgerSpec},
+};
+use sqlx::{PgPool, migrate::Migrator};
+use std::future::Future;
+use tokio::net::TcpListener;
+
+pub static MIGRATOR: Migrator = sqlx::migrate!();
+
+/// The courier step of the saga: book = hold `quantity` free couriers of the slot `resource`.
+pub static BOOKINGS: LedgerSpec = LedgerSpec {
+    route: "bookings",
+    resource_table: "slots",
+    key_column: "slot",
+    key_type: "text",
+    available_column: "free_couriers",
+    unknown_code: "slot_unavailable",
+    exhausted_code: "slot_unavailable",
+    // A well-formed time we do not serve ("19:00") is still refused, by the database lookup.
+    valid_key: |key| SlotTime::try_from(key.to_owned()).is_ok(),
+};
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub pool: PgPool,
+}
+
+pub fn build_router(pool: PgPool, config: &Config) -> Router {
+    let token = InternalToken(config.internal_token.clone());
+    let api = routes::public()
+        .with_state(AppState { pool: pool.clone() })
+        .merge(ledger::router(Ledger::new(pool.clone(), &BOOKINGS), token));
+    http::app(
+        "slots",
+        api,
+        Readiness {
+            db: Some(pool),
+            redis: None,
+        },
+        &config.http,
+    )
+}
+
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let pool = shop_db::connect_and_migrate(&config.database, &MIGRATOR).await?;
+    db::seed(&pool, config.slot_capacity).await?;
+    http::serve(listener, build_router(pool, &config), shutdown).await
+}
