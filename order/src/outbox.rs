@@ -4,8 +4,8 @@
 //! still unpublished after REPUBLISH_AFTER_SECS: Redis was down at the POST, the process died
 //! between the INSERT and the XADD, or the flag write was lost. A second, slower net re-publishes
 //! orders published long ago (REPUBLISH_STALE_AFTER_SECS) that are still not final: their entry
-//! was lost with Redis's data (it runs without persistence), or never made progress for a reason
-//! nobody foresaw. The cost of that safety is an occasional duplicate stream entry, which the
+//! was lost with Redis's data (a Redis restarted without its append-only file), or never made
+//! progress for a reason nobody foresaw. The cost of that safety is an occasional duplicate stream entry, which the
 //! mediator tolerates.
 
 use crate::db;
