@@ -208,7 +208,7 @@ fi
 if skipped chaos; then step_skip chaos "TEST_SKIP"
 elif [[ ! -f scripts/chaos.sh ]]; then step_skip chaos "scripts/chaos.sh not present"
 else
-  step_begin chaos "scripts/chaos.sh --short"
-  bash scripts/chaos.sh --short
+  step_begin chaos "scripts/chaos.sh --short ($E2E_PROFILE build)"
+  PROFILE="$E2E_PROFILE" bash scripts/chaos.sh --short
   step_end PASS
 fi

@@ -69,7 +69,7 @@ impl Config {
                     "CLAIM_MIN_IDLE_MS",
                     Duration::from_secs(60),
                 )?,
-                max_deliveries: config::parse_or("MAX_DELIVERIES", 5)?,
+                max_deliveries: config::parse_or("MAX_DELIVERIES", 10)?,
             },
             participants: ParticipantsConfig {
                 billing_url: config::required("BILLING_URL")?,

@@ -428,13 +428,19 @@ impl Inner {
     }
 
     /// Takes over entries idle for longer than CLAIM_MIN_IDLE_MS, as many as there are free slots.
+    /// It waits for at least one slot: the read loop holds one while it blocks, and with every slot
+    /// busy a dead consumer's entries would otherwise never be taken over.
     async fn claim_idle(self: &Arc<Self>) -> Result<()> {
         let mut cursor = "0-0".to_owned();
         loop {
-            let free = self.permits.available_permits();
-            if free == 0 || self.shutdown.is_cancelled() {
-                return Ok(());
-            }
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                permit = self.permits.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return Ok(()),
+                },
+            };
+            let free = self.permits.available_permits() + 1;
             let reply: Value = redis::cmd("XAUTOCLAIM")
                 .arg(&self.cfg.orders_stream)
                 .arg(&self.cfg.group)
@@ -458,9 +464,10 @@ impl Inner {
                 tracing::info!(entries = entries.len(), "took over idle entries");
                 metrics::counter!("mediator_claimed_entries_total").increment(entries.len() as u64);
                 let counts = self.delivery_counts(&entries).await?;
+                let mut first = Some(first);
                 for entry in entries {
                     let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
-                    self.dispatch(entry, deliveries, None).await;
+                    self.dispatch(entry, deliveries, first.take()).await;
                 }
             }
             match next {

@@ -1,9 +1,15 @@
-//! Test support (feature `testing`): a fresh database per test, the test Redis, fixed secrets.
+//! Test support (feature `testing`): a fresh database per test, the test Redis, fixed secrets, a
+//! service started for a test, and the [`ledger`] kit the three saga participants' tests share.
 //! Integration tests need the private Postgres and Redis that `make test` starts; without them a
 //! test fails with a message saying so, it never skips silently.
 
+pub mod ledger;
+
 use crate::config::{DatabaseConfig, HttpConfig, Secret};
+use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, migrate::Migrator};
+use std::{fmt::Debug, future::Future};
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
@@ -91,4 +97,86 @@ pub fn access_token(username: &str) -> String {
             std::time::Duration::from_secs(600),
         )
         .expect("issuing a test token")
+}
+
+/// A response reduced to what tests compare: the status and the JSON body.
+pub type Answer = (u16, Value);
+
+/// Sends `request` and reduces the response to an [`Answer`]; every endpoint answers JSON, errors
+/// included, so a body that is not JSON fails the test.
+pub async fn answer(request: reqwest::RequestBuilder) -> Answer {
+    let r = request.send().await.expect("the service answered");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("a JSON body"))
+}
+
+/// The machine `error` code of an answer, `""` for a success.
+pub fn code(answer: &Answer) -> &str {
+    answer.1["error"].as_str().unwrap_or("")
+}
+
+/// A service started for a test: where it listens, and its database for checks behind its back.
+pub struct Service {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: PgPool,
+    pub database: DatabaseConfig,
+}
+
+impl Service {
+    /// `GET <base><path>`, without credentials.
+    pub async fn get(&self, path: &str) -> Answer {
+        answer(self.http.get(format!("{}{path}", self.base))).await
+    }
+}
+
+/// Starts a service through its real entry point, `run(listener)` (so migrations and seeding are
+/// under test too), on a loopback port; waits until it is ready and connects a pool to `database`,
+/// which may already hold an earlier instance's data (a restart).
+pub async fn start<F>(
+    name: &str,
+    database: DatabaseConfig,
+    run: impl FnOnce(TcpListener) -> F,
+) -> Service
+where
+    F: Future + Send + 'static,
+    F::Output: Debug + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding a test port");
+    let base = format!("http://{}", listener.local_addr().expect("local addr"));
+    let server = tokio::spawn(run(listener));
+    let http = reqwest::Client::new();
+    // `run` migrates and seeds before serving; the bound listener holds this request until then.
+    match http.get(format!("{base}/health/ready")).send().await {
+        Ok(r) if r.status() == 200 => {}
+        other => {
+            let server = match server.is_finished() {
+                true => format!("{:?}", server.await),
+                false => "still running".into(),
+            };
+            panic!("{name} did not start: {other:?}; server: {server}");
+        }
+    }
+    let pool = PgPool::connect(database.url.expose())
+        .await
+        .expect("test pool");
+    Service {
+        base,
+        http,
+        pool,
+        database,
+    }
+}
+
+/// Runs `future` on a fresh multi-threaded runtime, for tests that are not `#[tokio::test]`s
+/// (proptest cases); several workers so that concurrent requests really overlap on the server.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
 }

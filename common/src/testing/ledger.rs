@@ -1,0 +1,324 @@
+//! The test kit for the participant ledger (`crate::ledger`), which billing, items and slots all
+//! serve: a client for its HTTP contract (`PUT|DELETE|GET /internal/<route>/{order_id}` with
+//! `X-Internal-Token`, docs/ARCHITECTURE.md), the contract checks every participant must pass, and
+//! in [`conservation`] the randomized concurrency property they share.
+//!
+//! The checks are written once against [`Participant`]: each participant's tests implement it (how
+//! to read what is available of a resource, and what its public API lists) and call the checks
+//! from their own, named tests with their own resources. Expectations come from the contract as
+//! the tests state it ([`Contract`]), never from the service's `LedgerSpec`, so a wrong spec fails.
+
+pub mod conservation;
+
+use super::{Answer, INTERNAL_TOKEN, Service, answer, code};
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::json;
+use sqlx::PgPool;
+use std::future::Future;
+use uuid::Uuid;
+
+/// One participant's side of the internal API, as its tests expect it.
+#[derive(Debug)]
+pub struct Contract {
+    /// `/internal/<route>/{order_id}`.
+    pub route: &'static str,
+    /// The 409 code for an action on a resource that does not exist.
+    pub unknown_code: &'static str,
+    /// The 409 code for an action asking more than is available.
+    pub exhausted_code: &'static str,
+}
+
+/// Rejection of an action whose order was already compensated.
+pub const ORDER_CANCELLED: &str = "order_cancelled";
+
+/// A client for one participant's ledger endpoints, sending the test internal token.
+#[derive(Clone)]
+pub struct LedgerClient {
+    http: reqwest::Client,
+    base: String,
+    contract: &'static Contract,
+}
+
+impl LedgerClient {
+    /// The ledger of `service`, which is expected to keep `contract`.
+    pub fn new(service: &Service, contract: &'static Contract) -> Self {
+        Self {
+            http: service.http.clone(),
+            base: service.base.clone(),
+            contract,
+        }
+    }
+
+    pub fn contract(&self) -> &'static Contract {
+        self.contract
+    }
+
+    /// The ledger URL of `order`.
+    pub fn url(&self, order: Uuid) -> String {
+        format!("{}/internal/{}/{order}", self.base, self.contract.route)
+    }
+
+    fn request(&self, method: Method, order: Uuid) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, self.url(order));
+        r.header("x-internal-token", INTERNAL_TOKEN)
+    }
+
+    /// The action (`PUT`): hold `quantity` of `resource` for `order`.
+    pub async fn hold(&self, order: Uuid, resource: &str, quantity: i64) -> Answer {
+        let body = json!({"resource": resource, "quantity": quantity});
+        answer(self.request(Method::PUT, order).json(&body)).await
+    }
+
+    /// The compensation (`DELETE`).
+    pub async fn release(&self, order: Uuid) -> Answer {
+        answer(self.request(Method::DELETE, order)).await
+    }
+
+    /// What the ledger recorded for `order` (`GET`).
+    pub async fn recorded(&self, order: Uuid) -> Answer {
+        answer(self.request(Method::GET, order)).await
+    }
+}
+
+/// The answer to a granted action, and to every repeat of it.
+pub fn granted(order: Uuid, resource: &str, quantity: i64) -> Answer {
+    let body =
+        json!({"order_id": order, "state": "held", "resource": resource, "quantity": quantity});
+    (200, body)
+}
+
+/// How much of `resource` the `holds` table (the same in every participant's database) says is
+/// held.
+async fn held_in_db(pool: &PgPool, resource: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(quantity), 0)::bigint FROM holds \
+         WHERE state = 'held' AND resource = $1",
+    )
+    .bind(resource)
+    .fetch_one(pool)
+    .await
+    .expect("summing holds")
+}
+
+/// A participant under test, as the shared checks see it.
+pub trait Participant {
+    fn ledger(&self) -> &LedgerClient;
+
+    /// The participant's database.
+    fn pool(&self) -> &PgPool;
+
+    /// What is available of `resource` (stock, free couriers, wallet), read from the database.
+    fn available(&self, resource: &str) -> impl Future<Output = i64>;
+
+    /// Every resource with what the public API lists as available, for checks that must hold from
+    /// the outside too.
+    fn listed(&self) -> impl Future<Output = Vec<(String, i64)>>;
+
+    /// How much of `resource` is held, read from the database.
+    fn held(&self, resource: &str) -> impl Future<Output = i64> {
+        held_in_db(self.pool(), resource)
+    }
+}
+
+// ---- contract checks ---------------------------------------------------------------------------
+// Each runs on a freshly started participant and expects `resource` to be untouched so far.
+
+/// A repeated action is answered with the recorded grant and takes `quantity` once.
+pub async fn repeated_hold_takes_once(p: &impl Participant, resource: &str, quantity: i64) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    let grant = granted(order, resource, quantity);
+    assert_eq!(ledger.hold(order, resource, quantity).await, grant);
+    assert_eq!(ledger.hold(order, resource, quantity).await, grant);
+    assert_eq!(p.available(resource).await, before - quantity);
+    assert_eq!(ledger.recorded(order).await, grant);
+}
+
+/// A repeated compensation gives back once and answers the same; a late duplicate of the action
+/// is refused and must not take the resource again.
+pub async fn repeated_release_gives_back_once(p: &impl Participant, resource: &str, quantity: i64) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    assert_eq!(ledger.hold(order, resource, quantity).await.0, 200);
+    let released =
+        json!({"order_id": order, "state": "released", "resource": resource, "quantity": quantity});
+    assert_eq!(ledger.release(order).await, (200, released.clone()));
+    assert_eq!(ledger.release(order).await, (200, released.clone()));
+    assert_eq!(p.available(resource).await, before);
+    assert_eq!(ledger.recorded(order).await, (200, released));
+    let late = ledger.hold(order, resource, quantity).await;
+    assert_eq!((late.0, code(&late)), (409, ORDER_CANCELLED));
+    assert_eq!(p.available(resource).await, before);
+}
+
+/// A compensation that arrives before its action leaves a tombstone that refuses the late action.
+pub async fn release_before_hold_leaves_a_tombstone(
+    p: &impl Participant,
+    resource: &str,
+    quantity: i64,
+) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    let (status, body) = ledger.release(order).await;
+    assert_eq!((status, &body["state"]), (200, &json!("cancelled")));
+    let late = ledger.hold(order, resource, quantity).await;
+    assert_eq!((late.0, code(&late)), (409, ORDER_CANCELLED));
+    assert_eq!(p.available(resource).await, before);
+    assert_eq!(p.held(resource).await, 0);
+    assert_eq!(ledger.recorded(order).await.1["state"], "cancelled");
+    assert_eq!(ledger.release(order).await.1["state"], "cancelled");
+}
+
+/// Twenty orders race for the last `quantity` of `resource`: exactly one wins, the others are
+/// refused as exhausted, and nothing is overdrawn.
+pub async fn twenty_orders_race_for_the_last(p: &impl Participant, resource: &str, quantity: i64) {
+    let ledger = p.ledger();
+    assert_eq!(
+        p.available(resource).await,
+        quantity,
+        "the race needs exactly that left"
+    );
+    let orders: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
+    let answers = join_all(orders.iter().map(|&o| ledger.hold(o, resource, quantity))).await;
+    let winners = answers.iter().filter(|a| a.0 == 200).count();
+    assert_eq!(winners, 1, "{answers:?}");
+    let exhausted = ledger.contract().exhausted_code;
+    for a in answers.iter().filter(|a| a.0 != 200) {
+        assert_eq!((a.0, code(a)), (409, exhausted), "{a:?}");
+    }
+    assert_eq!(p.available(resource).await, 0);
+    assert_eq!(p.held(resource).await, quantity);
+}
+
+/// The same action sent ten times at once is granted to all of them and takes `quantity` once.
+pub async fn the_same_hold_at_once_takes_once(p: &impl Participant, resource: &str, quantity: i64) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    let answers = join_all((0..10).map(|_| ledger.hold(order, resource, quantity))).await;
+    for a in answers {
+        assert_eq!(a, granted(order, resource, quantity));
+    }
+    assert_eq!(p.available(resource).await, before - quantity);
+    assert_eq!(p.held(resource).await, quantity);
+}
+
+/// The same compensation sent ten times at once answers `released` to all and gives back once.
+pub async fn the_same_release_at_once_gives_back_once(
+    p: &impl Participant,
+    resource: &str,
+    quantity: i64,
+) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    assert_eq!(ledger.hold(order, resource, quantity).await.0, 200);
+    let answers = join_all((0..10).map(|_| ledger.release(order))).await;
+    for a in answers {
+        assert_eq!((a.0, &a.1["state"]), (200, &json!("released")), "{a:?}");
+    }
+    assert_eq!(p.available(resource).await, before);
+}
+
+/// Actions and compensations of the same order racing each other never fail (they once
+/// deadlocked, or tripped a CHECK with a give-back computed from a stale snapshot: see
+/// `crate::ledger`), and leave nothing held.
+pub async fn holds_racing_their_releases_never_fail(
+    p: &impl Participant,
+    resource: &str,
+    quantity: i64,
+) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    for _ in 0..30 {
+        let order = Uuid::new_v4();
+        let holds = (0..3).map(|_| ledger.hold(order, resource, quantity));
+        let releases = (0..3).map(|_| ledger.release(order));
+        let (holds, releases) = futures::join!(join_all(holds), join_all(releases));
+        for a in holds.iter().chain(&releases) {
+            assert!(a.0 == 200 || code(a) == ORDER_CANCELLED, "{a:?}");
+        }
+        let state = ledger.recorded(order).await.1["state"].clone();
+        assert!(state == "released" || state == "cancelled", "{state}");
+    }
+    assert_eq!(p.available(resource).await, before);
+    assert_eq!(p.held(resource).await, 0);
+}
+
+/// Actions on resources that do not exist are refused with the unknown code, and a retry gets the
+/// same answer. `unknown` is well-formed, so its refusal must also be recorded as the order's
+/// outcome; `others`, well-formed or not, are only required to be refused the same way (a
+/// malformed key may be refused before anything is recorded).
+pub async fn unknown_resources_are_rejected(p: &impl Participant, unknown: &str, others: &[&str]) {
+    let ledger = p.ledger();
+    let unknown_code = ledger.contract().unknown_code;
+    for resource in [unknown].iter().chain(others) {
+        let order = Uuid::new_v4();
+        let a = ledger.hold(order, resource, 1).await;
+        assert_eq!((a.0, code(&a)), (409, unknown_code), "{resource:?}: {a:?}");
+        let retry = ledger.hold(order, resource, 1).await;
+        assert_eq!(retry, a, "{resource:?}: a retry changed");
+    }
+    let order = Uuid::new_v4();
+    ledger.hold(order, unknown, 1).await;
+    let recorded = ledger.recorded(order).await.1;
+    assert_eq!(recorded["state"], "rejected");
+    assert_eq!(recorded["error_code"], unknown_code);
+}
+
+/// An order refused because `resource` ran out stays refused even once it is back, and
+/// compensating it gives nothing back. The first order takes all there is.
+pub async fn an_exhausted_rejection_is_final(p: &impl Participant, resource: &str) {
+    let (ledger, all) = (p.ledger(), p.available(resource).await);
+    let first = Uuid::new_v4();
+    assert_eq!(ledger.hold(first, resource, all).await.0, 200);
+    let late = Uuid::new_v4();
+    let refused = ledger.hold(late, resource, 1).await;
+    let exhausted = ledger.contract().exhausted_code;
+    assert_eq!((refused.0, code(&refused)), (409, exhausted));
+    // Even with the resource back, the recorded outcome of `late` is its answer.
+    ledger.release(first).await;
+    assert_eq!(p.available(resource).await, all);
+    assert_eq!(ledger.hold(late, resource, 1).await, refused);
+    assert_eq!(p.available(resource).await, all);
+    let (status, body) = ledger.release(late).await;
+    assert_eq!((status, &body["state"]), (200, &json!("rejected")));
+    assert_eq!(p.available(resource).await, all);
+}
+
+/// A quantity of zero or less is a malformed request, not a business rejection, and takes nothing.
+pub async fn a_non_positive_quantity_is_a_bad_request(p: &impl Participant, resource: &str) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    for quantity in [0, -1] {
+        let a = ledger.hold(Uuid::new_v4(), resource, quantity).await;
+        assert_eq!((a.0, code(&a)), (400, "invalid_field"), "{a:?}");
+    }
+    assert_eq!(p.available(resource).await, before);
+}
+
+/// Reading an order the ledger never saw is a 404.
+pub async fn an_unknown_order_is_not_found(p: &impl Participant) {
+    let a = p.ledger().recorded(Uuid::new_v4()).await;
+    assert_eq!((a.0, code(&a)), (404, "not_found"));
+}
+
+/// Every ledger method refuses a missing (401) or wrong (403) internal token, and changes nothing.
+pub async fn the_ledger_requires_the_internal_token(p: &impl Participant, resource: &str) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    let body = json!({"resource": resource, "quantity": 1});
+    for token in [None, Some("wrong-token-0123456789")] {
+        for method in [Method::PUT, Method::DELETE, Method::GET] {
+            let mut req = ledger.http.request(method.clone(), ledger.url(order));
+            if let Some(t) = token {
+                req = req.header("x-internal-token", t);
+            }
+            let a = answer(req.json(&body)).await;
+            let expected = match token {
+                None => (401, "missing_internal_token"),
+                Some(_) => (403, "bad_internal_token"),
+            };
+            assert_eq!((a.0, code(&a)), expected, "{method} {token:?}");
+        }
+    }
+    assert_eq!(p.available(resource).await, before);
+    assert_eq!(ledger.recorded(order).await.0, 404);
+}

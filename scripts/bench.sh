@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — `make bench`: throughput and latency of the whole shop, through the gateway.
+#
+#   scripts/bench.sh
+#
+#   1. records the machine (CPU model, nproc, memory, kernel) and the commit;
+#   2. starts the local stack in the background in release mode (scripts/run.sh --background),
+#      state in .state/bench, on ports 28080 (gateway), 28001-28006, 28432, 28379 (a busy one is
+#      replaced by a free random port), with ITEM_STOCK and SLOT_CAPACITY large enough that no
+#      order fails for lack of stock;
+#   3. runs loadgen (tools/src/bin/loadgen.rs) twice, each with its own fresh users:
+#        (a) maximum throughput: --concurrency $BENCH_CONCURRENCY (256) for $BENCH_DURATION (30s)
+#        (b) latency at a fixed rate: --rate $BENCH_RATE (300/s) for $BENCH_DURATION
+#   4. prints both summaries and their `RESULT {json}` lines (also saved in .state/bench-last.txt),
+#      and stops the stack (also on failure or Ctrl-C).
+#
+# Environment: BENCH_CONCURRENCY, BENCH_RATE, BENCH_DURATION, BENCH_USERS (50), BENCH_MIX
+# (success=90,no-money=4,no-item=3,no-slot=3), SKIP_BUILD=1, RUST_LOG (default warn: per-request
+# logging is not what is measured). loadgen runs on the same machine and takes CPU from the shop.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$SAGA_REPO_ROOT"
+
+case "${1:-}" in
+  "") ;;
+  -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) err "unknown argument: $1"; exit 2 ;;
+esac
+
+STATE="$SAGA_REPO_ROOT/.state/bench"
+OUT="$SAGA_REPO_ROOT/.state/bench-last.txt"
+BIN_DIR="${CARGO_TARGET_DIR:-$SAGA_REPO_ROOT/target}/release"
+CONCURRENCY="${BENCH_CONCURRENCY:-256}"
+RATE="${BENCH_RATE:-300}"
+DURATION="${BENCH_DURATION:-30s}"
+USERS="${BENCH_USERS:-50}"
+MIX="${BENCH_MIX:-success=90,no-money=4,no-item=3,no-slot=3}"
+# shellcheck disable=SC2031  # lib.sh only sets RUST_LOG for its children, never here
+SERVICE_LOG="${RUST_LOG:-warn}"
+
+ensure_packages
+
+port() { if port_free "$1"; then echo "$1"; else pick_free_port; fi; }
+stack_env=(
+  SAGA_STATE_DIR="$STATE" PROFILE=release
+  GATEWAY_PORT="$(port 28080)" PG_PORT="$(port 28432)" REDIS_PORT="$(port 28379)"
+  AUTH_PORT="$(port 28001)" BILLING_PORT="$(port 28002)" ORDER_PORT="$(port 28003)"
+  MEDIATOR_PORT="$(port 28004)" ITEMS_PORT="$(port 28005)" SLOTS_PORT="$(port 28006)"
+  ITEM_STOCK=100000000 SLOT_CAPACITY=100000000 RUST_LOG="$SERVICE_LOG"
+)
+
+STARTED=0
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if (( STARTED )); then
+    SAGA_STATE_DIR="$STATE" bash "$SAGA_REPO_ROOT/scripts/stop.sh" >/dev/null 2>&1 || stop_all "$STATE" || true
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SAGA_STATE_DIR="$STATE" bash scripts/stop.sh >/dev/null 2>&1 || true   # leftovers
+rm -rf "$STATE"
+_mkstate "$SAGA_REPO_ROOT/.state"
+: >"$OUT"
+say() { printf '%s\n' "$*" | tee -a "$OUT"; }
+
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+mem="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+say "== machine =="
+say "cpu      ${cpu:-unknown} x $(nproc) (nproc)"
+say "memory   $mem"
+say "kernel   $(uname -sr)"
+say "commit   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+say "date     $(date -u '+%F %T UTC')"
+
+STARTED=1
+run_env=("${stack_env[@]}")
+[[ "${SKIP_BUILD:-0}" == 1 ]] && run_env+=(SKIP_BUILD=1)
+env "${run_env[@]}" bash scripts/run.sh --background
+base_url="$(sed -n 's/^BASE_URL=//p' "$STATE/env")"
+[[ -x "$BIN_DIR/loadgen" ]] || { err "missing $BIN_DIR/loadgen (cargo build --release -p tools)"; exit 1; }
+
+bench() { # TITLE LOADGEN-ARGS...
+  local title="$1"; shift
+  say ""
+  say "== $title =="
+  say "loadgen $*"
+  # progress lines go to the terminal only; the summary and RESULT line to the terminal and $OUT
+  "$BIN_DIR/loadgen" --base-url "$base_url" --users "$USERS" --mix "$MIX" --duration "$DURATION" "$@" \
+    | tee -a "$OUT"
+}
+
+bench "(a) maximum throughput: $CONCURRENCY orders in flight for $DURATION" --concurrency "$CONCURRENCY"
+bench "(b) latency at a fixed $RATE orders/s for $DURATION" --rate "$RATE"
+
+say ""
+say "== RESULT lines =="
+results="$(grep '^RESULT ' "$OUT" | sed 's/^RESULT //')"
+say "$results"
+log "saved in ${OUT#"$SAGA_REPO_ROOT"/}; stopping the stack"

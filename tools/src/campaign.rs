@@ -1,0 +1,569 @@
+//! Fault campaigns against a [`Stack`]: what the crash tests and the `chaos` tool share.
+//!
+//! 1. [`prepare`]: sign up users (rich and poor, see `workload`), top up the rich ones, read the
+//!    catalog;
+//! 2. [`send_orders`]: POST a mixed stream of orders, each with its own Idempotency-Key and retried
+//!    while the order API is down (only accepted POSTs count; a retried POST that was in fact
+//!    accepted the first time returns the same order);
+//! 3. meanwhile [`kill_loop`]: `kill -9` processes at random moments and restart them after a
+//!    random delay, counting kills and recoveries;
+//! 4. [`wait_quiescent`]: every order final within a bound after the faults stop;
+//! 5. [`verify`]: the conservation audit, plus what only the client knows: no accepted order
+//!    lost, no order created twice, and each order ended as its kind must.
+
+use crate::{
+    audit::{self, Audit, Baseline, Dbs, OrderRow},
+    client::{ShopClient, User},
+    stack::Stack,
+    workload::{self, Catalog, Mix, OrderKind, Planner, Population},
+};
+use anyhow::{Context, Result};
+use futures::{StreamExt, stream, stream::FuturesUnordered};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+use serde::Serialize;
+use sqlx::PgPool;
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    time::{Duration, Instant},
+};
+
+/// Users and money for a campaign.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub rich: usize,
+    pub poor: usize,
+    /// Deposited into every rich wallet (cents).
+    pub deposit_cents: i64,
+    /// Amounts of orders meant to be charged (cents, inclusive).
+    pub amount_cents: (i64, i64),
+}
+
+pub async fn prepare(client: &ShopClient, setup: &Setup, prefix: &str) -> Result<Planner> {
+    let users = workload::register_users(
+        client,
+        prefix,
+        setup.rich + setup.poor,
+        8,
+        "campaign-password",
+    )
+    .await
+    .context("signing up the campaign's users")?;
+    let (rich, poor) = users.split_at(setup.rich);
+    if setup.deposit_cents > 0 {
+        workload::top_up(client, rich, setup.deposit_cents, 8)
+            .await
+            .context("topping up the wallets")?;
+    }
+    let catalog = Catalog::fetch(client).await?;
+    Ok(Planner {
+        catalog,
+        users: Population {
+            rich: rich.to_vec(),
+            poor: poor.to_vec(),
+        },
+        amount_cents: setup.amount_cents,
+    })
+}
+
+/// One accepted order: what was asked and the id the API gave it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub kind: OrderKind,
+    pub username: String,
+    pub id: String,
+    pub key: String,
+}
+
+#[derive(Debug, Default)]
+pub struct SendReport {
+    pub accepted: Vec<Sent>,
+    /// POSTs given up on (not accepted within the retry window), with why.
+    pub rejected: Vec<String>,
+    /// POST attempts beyond the first, over all orders.
+    pub retries: u64,
+}
+
+/// How to send.
+#[derive(Debug, Clone)]
+pub struct Sending {
+    pub orders: usize,
+    /// POSTs in flight at once.
+    pub concurrency: usize,
+    /// Pause of each sender between two POSTs (spreads the orders over time).
+    pub pause: Duration,
+    /// How long one order's POST is retried while the order API is down.
+    pub post_timeout: Duration,
+    /// At most this many accepted orders not final yet (needs the `finals` counter of
+    /// [`send_orders`], kept up to date by [`track_finals`]): like that many clients each waiting
+    /// for their order. A sender waits at most 30 s for room, so stuck orders cannot stall a run.
+    pub max_unfinished: Option<u64>,
+    pub seed: u64,
+}
+
+/// Sends `sending.orders` orders of `mix`; `progress` counts accepted ones (the kill loop may pace
+/// itself on it); `finals`, if given, is the number of final orders (for `max_unfinished`).
+pub async fn send_orders(
+    client: &ShopClient,
+    planner: &Planner,
+    mix: &Mix,
+    sending: &Sending,
+    progress: &AtomicU64,
+    finals: Option<&AtomicU64>,
+) -> SendReport {
+    let mut rng = StdRng::seed_from_u64(sending.seed);
+    let run = format!("{:08x}", rng.random::<u32>());
+    let plans: Vec<(OrderKind, User, crate::client::NewOrder)> = (0..sending.orders)
+        .map(|_| {
+            let kind = mix.pick(&mut rng);
+            let (user, order) = planner.plan(kind, &mut rng);
+            (kind, user, order)
+        })
+        .collect();
+    let results: Vec<Result<(Sent, u32), String>> = stream::iter(plans.into_iter().enumerate())
+        .map(|(i, (kind, user, order))| {
+            let key = format!("campaign-{run}-{i}");
+            async move {
+                if let (Some(limit), Some(finals)) = (sending.max_unfinished, finals) {
+                    let since = Instant::now();
+                    while progress.load(Relaxed).saturating_sub(finals.load(Relaxed)) >= limit
+                        && since.elapsed() < Duration::from_secs(30)
+                    {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                let r = client
+                    .create_order_retrying(&user, &order, &key, sending.post_timeout)
+                    .await;
+                if !sending.pause.is_zero() {
+                    tokio::time::sleep(sending.pause).await;
+                }
+                match r {
+                    Ok(accepted) => {
+                        progress.fetch_add(1, Relaxed);
+                        Ok((
+                            Sent {
+                                kind,
+                                username: user.username.clone(),
+                                id: accepted.order.id,
+                                key,
+                            },
+                            accepted.attempts,
+                        ))
+                    }
+                    Err(e) => Err(format!("{kind} order {key}: {e}")),
+                }
+            }
+        })
+        .buffer_unordered(sending.concurrency.max(1))
+        .collect()
+        .await;
+    let mut report = SendReport::default();
+    for r in results {
+        match r {
+            Ok((sent, attempts)) => {
+                report.retries += u64::from(attempts.saturating_sub(1));
+                report.accepted.push(sent);
+            }
+            Err(e) => report.rejected.push(e),
+        }
+    }
+    report
+}
+
+/// Keeps `finals` at the number of final orders (polling every `every`) until `done` is set.
+pub async fn track_finals(db: &PgPool, finals: &AtomicU64, done: &AtomicBool, every: Duration) {
+    while !done.load(Relaxed) {
+        finals.store(final_count(db).await, Relaxed);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// What to kill, how often and for how long.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    pub kills: usize,
+    /// Process names to pick from (uniformly), e.g. `["mediator"]`.
+    pub targets: Vec<String>,
+    /// Random pause before each kill.
+    pub gap: (Duration, Duration),
+    /// Random time a killed process stays down before it is restarted.
+    pub down: (Duration, Duration),
+    /// When set, each kill also waits for progress (see [`Pace`]), which spreads the kills over
+    /// the run whatever its speed; `total` is the number of orders of the run.
+    pub pace: Option<(Pace, u64)>,
+    pub seed: u64,
+    /// At most this many processes down at once (restarts overlap with the next kills).
+    pub max_down: usize,
+    /// Print each kill and recovery on stderr.
+    pub verbose: bool,
+}
+
+/// What a kill waits for, besides its random gap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Kill `i` (0-based) waits until `(i + 1) / (kills + 1)` of the orders were accepted (the
+    /// `progress` counter of [`send_orders`]).
+    Accepted,
+    /// Kill `i` waits until `(i + 1) / (kills + 1)` of the orders are final (read from the orders
+    /// database given to [`kill_loop`]), or until no order became final for 20 s (a stall the
+    /// kills must not wait on forever).
+    Final,
+    /// Each kill waits until a random `min..=max` more orders are final than at the previous kill
+    /// (read from the orders database given to [`kill_loop`]): every kill hits a mediator that has
+    /// been working since its restart. No wait once every order is final.
+    FinalStep { min: u64, max: u64 },
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct KillReport {
+    pub kills: usize,
+    pub recoveries: usize,
+    /// Kills per process name.
+    pub by_target: BTreeMap<String, usize>,
+    /// Restarts that did not get ready, and processes found dead that nobody killed.
+    pub problems: Vec<String>,
+    /// Longest time from a restart's spawn to ready.
+    pub slowest_recovery_ms: u128,
+    /// Orders not final at the moment of each kill (when the loop was given the orders database).
+    pub unfinished_at_kills: Vec<i64>,
+}
+
+/// Kills and restarts per `faults` until done, or until `stop` is set; returns once everything it
+/// killed is back. Restarts overlap with the next kills (at most `faults.max_down` processes are
+/// down at once), so the kills keep coming while something is still restarting. Processes that
+/// die on their own are reported and restarted.
+pub async fn kill_loop(
+    stack: &Stack,
+    faults: &Faults,
+    progress: &AtomicU64,
+    stop: &AtomicBool,
+    orders_db: Option<&PgPool>,
+) -> KillReport {
+    let mut rng = StdRng::seed_from_u64(faults.seed);
+    let mut report = KillReport::default();
+    let mut finals_at_last_kill = 0;
+    let mut down: HashSet<String> = HashSet::new();
+    let mut restarts = FuturesUnordered::new();
+    for i in 0..faults.kills {
+        let step = match faults.pace {
+            Some((Pace::FinalStep { min, max }, _)) => rng.random_range(min..=max.max(min)),
+            _ => 0,
+        };
+        let gap = between(&mut rng, faults.gap);
+        let turn = Turn {
+            index: i as u64,
+            faults,
+            progress,
+            stop,
+            orders_db,
+            step_due: finals_at_last_kill + step,
+        };
+        let wait = turn.wait(gap);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = &mut wait => break,
+                Some(done) = restarts.next(), if !restarts.is_empty() => {
+                    record(&mut report, &mut down, faults, done);
+                }
+            }
+        }
+        if stop.load(Relaxed) {
+            break;
+        }
+        // Room to kill something not already down.
+        while down.len() >= faults.max_down.max(1)
+            || faults.targets.iter().all(|t| down.contains(t))
+        {
+            match restarts.next().await {
+                Some(done) => record(&mut report, &mut down, faults, done),
+                None => break,
+            }
+        }
+        restart_crashed(stack, &mut report).await;
+        let candidates: Vec<&String> = faults
+            .targets
+            .iter()
+            .filter(|t| !down.contains(*t))
+            .collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let target = candidates[rng.random_range(0..candidates.len())].clone();
+        if let Some(db) = orders_db {
+            if let Ok(n) = audit::not_final(db).await {
+                report.unfinished_at_kills.push(n);
+            }
+            finals_at_last_kill = final_count(db).await;
+        }
+        if let Err(e) = stack.kill9(&target).await {
+            report.problems.push(format!("kill -9 {target}: {e:#}"));
+            continue;
+        }
+        report.kills += 1;
+        *report.by_target.entry(target.clone()).or_default() += 1;
+        down.insert(target.clone());
+        let downtime = between(&mut rng, faults.down);
+        restarts.push(restart_after(stack, target, report.kills, downtime));
+    }
+    while let Some(done) = restarts.next().await {
+        record(&mut report, &mut down, faults, done);
+    }
+    restart_crashed(stack, &mut report).await;
+    report
+}
+
+fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
+    if hi <= lo {
+        lo
+    } else {
+        rng.random_range(lo..hi)
+    }
+}
+
+/// What one kill waits for before it comes.
+struct Turn<'a> {
+    index: u64,
+    faults: &'a Faults,
+    progress: &'a AtomicU64,
+    stop: &'a AtomicBool,
+    orders_db: Option<&'a PgPool>,
+    /// For [`Pace::FinalStep`]: the final count to reach.
+    step_due: u64,
+}
+
+impl Turn<'_> {
+    async fn wait(&self, gap: Duration) {
+        let stopped = || self.stop.load(Relaxed);
+        let kills = self.faults.kills as u64 + 1;
+        match (self.faults.pace, self.orders_db) {
+            (Some((Pace::Accepted, total)), _) => {
+                let due = total * (self.index + 1) / kills;
+                while self.progress.load(Relaxed) < due && !stopped() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            (Some((Pace::Final, total)), Some(db)) => {
+                let due = total * (self.index + 1) / kills;
+                let mut last = (final_count(db).await, Instant::now());
+                while !stopped() && last.0 < due && last.1.elapsed() < Duration::from_secs(20) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    let done = final_count(db).await;
+                    if done > last.0 {
+                        last = (done, Instant::now());
+                    }
+                }
+            }
+            (Some((Pace::FinalStep { .. }, total)), Some(db)) => {
+                while !stopped() && final_count(db).await < self.step_due.min(total) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            _ => {}
+        }
+        let deadline = Instant::now() + gap;
+        while Instant::now() < deadline && !stopped() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+struct Restarted {
+    target: String,
+    kill: usize,
+    down: Duration,
+    ready: Duration,
+    result: Result<()>,
+}
+
+async fn restart_after(stack: &Stack, target: String, kill: usize, down: Duration) -> Restarted {
+    tokio::time::sleep(down).await;
+    let t = Instant::now();
+    let result = stack.start_instance(&target).await;
+    Restarted {
+        target,
+        kill,
+        down,
+        ready: t.elapsed(),
+        result,
+    }
+}
+
+fn record(report: &mut KillReport, down: &mut HashSet<String>, faults: &Faults, r: Restarted) {
+    down.remove(&r.target);
+    match r.result {
+        Ok(()) => {
+            report.recoveries += 1;
+            report.slowest_recovery_ms = report.slowest_recovery_ms.max(r.ready.as_millis());
+            if faults.verbose {
+                eprintln!(
+                    "kill {:>3}/{}: kill -9 {}, down {} ms, ready {} ms after restart",
+                    r.kill,
+                    faults.kills,
+                    r.target,
+                    r.down.as_millis(),
+                    r.ready.as_millis()
+                );
+            }
+        }
+        Err(e) => report
+            .problems
+            .push(format!("{} did not recover: {e:#}", r.target)),
+    }
+}
+
+async fn final_count(db: &PgPool) -> u64 {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM orders WHERE status IN ('completed', 'failed')",
+    )
+    .fetch_one(db)
+    .await
+    .map(|n| n.max(0) as u64)
+    .unwrap_or(0)
+}
+
+async fn restart_crashed(stack: &Stack, report: &mut KillReport) {
+    for (name, status) in stack.crashed() {
+        report.problems.push(format!(
+            "{name} died on its own ({status}): a crash, not a kill"
+        ));
+        if let Err(e) = stack.start_instance(&name).await {
+            report
+                .problems
+                .push(format!("{name} did not restart after its crash: {e:#}"));
+        }
+    }
+}
+
+/// Waits until no order is pending or compensating; returns how long that took, or the number
+/// still unfinished at `timeout`.
+pub async fn wait_quiescent(dbs: &Dbs, timeout: Duration) -> Result<Result<Duration, i64>> {
+    let t = Instant::now();
+    loop {
+        let left = audit::not_final(&dbs.orders).await?;
+        if left == 0 {
+            return Ok(Ok(t.elapsed()));
+        }
+        if t.elapsed() > timeout {
+            return Ok(Err(left));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Everything a campaign checks at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub audit: Audit,
+    /// Accepted orders the database does not have.
+    pub lost: Vec<String>,
+    /// Accepted orders not final.
+    pub stuck: Vec<String>,
+    /// Orders in the database nobody accepted (a duplicate made by a retried POST, or worse).
+    pub unknown: Vec<String>,
+    /// Final orders that did not end as their kind must (kind, count).
+    pub unexpected: BTreeMap<String, usize>,
+    pub unexpected_examples: Vec<String>,
+}
+
+impl Verdict {
+    /// The violations: audit, lost, stuck, unknown. Unexpected outcomes are reported apart (under
+    /// faults a step may legitimately run out of time and fail an order that could have succeeded).
+    pub fn violations(&self) -> usize {
+        self.audit.violation_count() + self.audit.not_final + self.lost.len() + self.unknown.len()
+    }
+
+    pub fn report(&self) -> String {
+        let mut out = self.audit.report();
+        out.push_str(&format!(
+            "\nlost {}, stuck {}, unknown orders {}, unexpected outcomes {}",
+            self.lost.len(),
+            self.stuck.len(),
+            self.unknown.len(),
+            self.unexpected.values().sum::<usize>()
+        ));
+        for id in self.lost.iter().take(10) {
+            out.push_str(&format!("\n  LOST {id}"));
+        }
+        for id in self.stuck.iter().take(10) {
+            out.push_str(&format!("\n  STUCK {id}"));
+        }
+        for id in self.unknown.iter().take(10) {
+            out.push_str(&format!("\n  UNKNOWN {id}"));
+        }
+        for (k, n) in &self.unexpected {
+            out.push_str(&format!("\n  unexpected {k}: {n}"));
+        }
+        for e in &self.unexpected_examples {
+            out.push_str(&format!("\n    {e}"));
+        }
+        out
+    }
+}
+
+pub async fn verify(dbs: &Dbs, baseline: Baseline, accepted: &[Sent]) -> Result<Verdict> {
+    let audit = audit::audit(dbs, baseline).await?;
+    let rows = audit::orders(&dbs.orders).await?;
+    let by_id: HashMap<String, &OrderRow> = rows.iter().map(|o| (o.id.to_string(), o)).collect();
+    let mut lost = Vec::new();
+    let mut stuck = Vec::new();
+    let mut unexpected: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unexpected_examples = Vec::new();
+    for s in accepted {
+        let Some(row) = by_id.get(&s.id) else {
+            lost.push(format!("{} ({} order of {})", s.id, s.kind, s.username));
+            continue;
+        };
+        if row.username != s.username {
+            lost.push(format!(
+                "{} belongs to {}, not {}",
+                s.id, row.username, s.username
+            ));
+        }
+        let success = match row.status.as_str() {
+            "completed" => Some(true),
+            "failed" => Some(false),
+            _ => {
+                stuck.push(format!("{} ({})", s.id, row.status));
+                continue;
+            }
+        };
+        if let Err(why) = s
+            .kind
+            .check_outcome(&s.id, &row.status, success, row.reason.as_deref())
+        {
+            let label = format!(
+                "{} -> {}",
+                s.kind,
+                row.reason.as_deref().unwrap_or(&row.status)
+            );
+            *unexpected.entry(label).or_default() += 1;
+            if unexpected_examples.len() < 10 {
+                unexpected_examples.push(why);
+            }
+        }
+    }
+    let known: std::collections::HashSet<&str> = accepted.iter().map(|s| s.id.as_str()).collect();
+    let unknown = rows
+        .iter()
+        .map(|o| o.id.to_string())
+        .filter(|id| !known.contains(id.as_str()))
+        .collect();
+    Ok(Verdict {
+        audit,
+        lost,
+        stuck,
+        unknown,
+        unexpected,
+        unexpected_examples,
+    })
+}
+
+/// A compact, shareable seed for a run (printed so a failing run can be replayed).
+pub fn seed_from_env_or_random(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::rng().random())
+}

@@ -1,0 +1,509 @@
+//! The shop's public API as a client sees it — sign-up and token, wallet and deposits, catalog,
+//! orders and waiting for an order's final state — shared by `loadgen`, `chaos` and the end-to-end
+//! tests. It talks to one base URL per service ([`Endpoints`]): all the same behind the gateway,
+//! one per process in a test stack.
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use shop_common::domain::Money;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// Where each service's public API is.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub auth: String,
+    pub billing: String,
+    pub order: String,
+    pub items: String,
+    pub slots: String,
+}
+
+impl Endpoints {
+    /// Everything behind one gateway, e.g. `http://127.0.0.1:8080`.
+    pub fn gateway(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        Self {
+            auth: base.clone(),
+            billing: base.clone(),
+            order: base.clone(),
+            items: base.clone(),
+            slots: base,
+        }
+    }
+}
+
+/// A failed call, classified so that callers can retry what is transient and count the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// No HTTP answer: connection refused or reset, timeout.
+    #[error("{what}: {source}")]
+    Transport {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer with an unexpected status.
+    #[error("{what}: HTTP {status}: {body}")]
+    Status {
+        what: String,
+        status: StatusCode,
+        body: String,
+    },
+    /// The expected status, with a body that does not parse.
+    #[error("{what}: unexpected body: {detail}")]
+    Decode { what: String, detail: String },
+}
+
+impl CallError {
+    /// Worth retrying: no answer, or a 5xx (a service or the gateway's upstream is down).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Transport { .. } => true,
+            CallError::Status { status, .. } => status.is_server_error(),
+            CallError::Decode { .. } => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            CallError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short label for error tallies: `transport`, `http-503`, `decode`.
+    pub fn kind(&self) -> String {
+        match self {
+            CallError::Transport { source, .. } if source.is_timeout() => "timeout".into(),
+            CallError::Transport { .. } => "transport".into(),
+            CallError::Status { status, .. } => format!("http-{}", status.as_u16()),
+            CallError::Decode { .. } => "decode".into(),
+        }
+    }
+}
+
+pub type CallResult<T> = Result<T, CallError>;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Account {
+    pub username: String,
+    pub email: String,
+    /// Currency units (`100.0`).
+    pub wallet: f64,
+}
+
+impl Account {
+    pub fn wallet_cents(&self) -> i64 {
+        (self.wallet * 100.0).round() as i64
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Item {
+    pub id: i64,
+    pub name: String,
+    pub price: f64,
+    pub stock: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Slot {
+    pub slot: String,
+    pub free_couriers: i64,
+}
+
+/// An order as the API shows it. Unknown fields are ignored; `saga` only comes with a single-order
+/// GET.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Order {
+    pub id: String,
+    #[serde(default)]
+    pub amount: Option<f64>,
+    #[serde(default)]
+    pub details: Value,
+    pub status: String,
+    #[serde(default)]
+    pub success: Option<bool>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub saga: Option<Vec<Value>>,
+}
+
+impl Order {
+    /// `completed` or `failed`: the saga is over.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed")
+    }
+}
+
+/// What an order asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub amount_cents: i64,
+    pub item: i64,
+    pub slot: String,
+}
+
+impl NewOrder {
+    pub fn body(&self) -> Value {
+        json!({
+            "amount": Money::from_minor(self.amount_cents),
+            "details": {"item": self.item, "slot": self.slot},
+        })
+    }
+}
+
+/// How [`ShopClient::wait_final`] polls: `initial`, then growing by `factor` up to `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Poll {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(50),
+            factor: 1.5,
+        }
+    }
+}
+
+/// The outcome of waiting for an order to be final.
+#[derive(Debug, Clone)]
+pub struct Waited {
+    pub order: Order,
+    /// GETs made (the polling overhead).
+    pub polls: u32,
+    /// GETs that failed transiently and were retried.
+    pub transient_errors: u32,
+}
+
+#[derive(Clone)]
+pub struct ShopClient {
+    http: reqwest::Client,
+    endpoints: Arc<Endpoints>,
+}
+
+impl ShopClient {
+    /// A client with a generous connection pool (load tests keep hundreds of requests in flight)
+    /// and a per-request timeout.
+    pub fn new(endpoints: Endpoints, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(timeout)
+            .build()?;
+        Ok(Self {
+            http,
+            endpoints: Arc::new(endpoints),
+        })
+    }
+
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    fn request(&self, method: Method, base: &str, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{base}{path}"))
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        what: impl Into<String>,
+        req: RequestBuilder,
+        ok: &[StatusCode],
+    ) -> CallResult<(StatusCode, T)> {
+        let what = what.into();
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(source) => return Err(CallError::Transport { what, source }),
+        };
+        let status = resp.status();
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(source) => return Err(CallError::Transport { what, source }),
+        };
+        if !ok.contains(&status) {
+            return Err(CallError::Status {
+                what,
+                status,
+                body: String::from_utf8_lossy(&body).chars().take(500).collect(),
+            });
+        }
+        match serde_json::from_slice(&body) {
+            Ok(v) => Ok((status, v)),
+            Err(e) => Err(CallError::Decode {
+                what,
+                detail: format!("{e}: {}", String::from_utf8_lossy(&body)),
+            }),
+        }
+    }
+
+    /// POST /api/auth/users/ (201).
+    pub async fn sign_up(&self, username: &str, password: &str, email: &str) -> CallResult<()> {
+        let req = self
+            .request(Method::POST, &self.endpoints.auth, "/api/auth/users/")
+            .json(&json!({"username": username, "password": password, "email": email}));
+        self.call::<Value>(format!("sign-up {username}"), req, &[StatusCode::CREATED])
+            .await?;
+        Ok(())
+    }
+
+    /// POST /api/token/: the access token.
+    pub async fn token(&self, username: &str, password: &str) -> CallResult<String> {
+        #[derive(Deserialize)]
+        struct Tokens {
+            access: String,
+        }
+        let req = self
+            .request(Method::POST, &self.endpoints.auth, "/api/token/")
+            .json(&json!({"username": username, "password": password}));
+        let (_, t) = self
+            .call::<Tokens>(format!("token {username}"), req, &[StatusCode::OK])
+            .await?;
+        Ok(t.access)
+    }
+
+    /// Sign-up, then a token. Retries transient failures for up to 60 s (a sign-up is Argon2-heavy:
+    /// under load auth may time out); a sign-up whose answer was lost and that is retried gets
+    /// 409 (taken) — then the token decides.
+    pub async fn register(&self, username: &str, password: &str) -> CallResult<User> {
+        let email = format!("{username}@example.com");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.sign_up(username, password, &email).await {
+                Ok(()) => break,
+                Err(e) if attempt > 1 && e.status() == Some(StatusCode::CONFLICT) => break,
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
+            match self.token(username, password).await {
+                Ok(token) => {
+                    return Ok(User {
+                        username: username.to_owned(),
+                        token,
+                    });
+                }
+                Err(e) if e.is_transient() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// GET /api/accounts/{username}.
+    pub async fn account(&self, user: &User) -> CallResult<Account> {
+        let path = format!("/api/accounts/{}", user.username);
+        let req = self
+            .request(Method::GET, &self.endpoints.billing, &path)
+            .bearer_auth(&user.token);
+        Ok(self
+            .call(format!("account {}", user.username), req, &[StatusCode::OK])
+            .await?
+            .1)
+    }
+
+    /// POST /api/accounts/{username}/deposits, with an optional Idempotency-Key.
+    pub async fn deposit(
+        &self,
+        user: &User,
+        amount_cents: i64,
+        idempotency_key: Option<&str>,
+    ) -> CallResult<Account> {
+        let path = format!("/api/accounts/{}/deposits", user.username);
+        let mut req = self
+            .request(Method::POST, &self.endpoints.billing, &path)
+            .bearer_auth(&user.token)
+            .json(&json!({"amount": Money::from_minor(amount_cents)}));
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        Ok(self
+            .call(format!("deposit {}", user.username), req, &[StatusCode::OK])
+            .await?
+            .1)
+    }
+
+    /// GET /api/items/.
+    pub async fn items(&self) -> CallResult<Vec<Item>> {
+        let req = self.request(Method::GET, &self.endpoints.items, "/api/items/");
+        Ok(self.call("items", req, &[StatusCode::OK]).await?.1)
+    }
+
+    /// GET /api/slots/.
+    pub async fn slots(&self) -> CallResult<Vec<Slot>> {
+        let req = self.request(Method::GET, &self.endpoints.slots, "/api/slots/");
+        Ok(self.call("slots", req, &[StatusCode::OK]).await?.1)
+    }
+
+    /// POST /api/orders/ (201; 200 is accepted too, for an idempotent replay). Returns the status.
+    pub async fn create_order(
+        &self,
+        user: &User,
+        order: &NewOrder,
+        idempotency_key: Option<&str>,
+    ) -> CallResult<(StatusCode, Order)> {
+        let mut req = self
+            .request(Method::POST, &self.endpoints.order, "/api/orders/")
+            .bearer_auth(&user.token)
+            .json(&order.body());
+        if let Some(key) = idempotency_key {
+            req = req.header("Idempotency-Key", key);
+        }
+        self.call(
+            format!("create order for {}", user.username),
+            req,
+            &[StatusCode::CREATED, StatusCode::OK],
+        )
+        .await
+    }
+
+    /// GET /api/orders/{id} (with its saga steps).
+    pub async fn order(&self, user: &User, id: &str) -> CallResult<Order> {
+        let req = self
+            .request(
+                Method::GET,
+                &self.endpoints.order,
+                &format!("/api/orders/{id}"),
+            )
+            .bearer_auth(&user.token);
+        Ok(self
+            .call(format!("order {id}"), req, &[StatusCode::OK])
+            .await?
+            .1)
+    }
+
+    /// GET /api/orders/{id} whatever the status: (status, body). For negative tests.
+    pub async fn order_raw(&self, user: &User, id: &str) -> CallResult<(StatusCode, Value)> {
+        let req = self
+            .request(
+                Method::GET,
+                &self.endpoints.order,
+                &format!("/api/orders/{id}"),
+            )
+            .bearer_auth(&user.token);
+        let what = format!("order {id}");
+        let resp = req.send().await.map_err(|source| CallError::Transport {
+            what: what.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let body = resp
+            .json()
+            .await
+            .map_err(|source| CallError::Transport { what, source })?;
+        Ok((status, body))
+    }
+
+    /// GET /api/orders/: the user's orders, oldest first.
+    pub async fn orders(&self, user: &User) -> CallResult<Vec<Order>> {
+        let req = self
+            .request(Method::GET, &self.endpoints.order, "/api/orders/")
+            .bearer_auth(&user.token);
+        Ok(self
+            .call(
+                format!("orders of {}", user.username),
+                req,
+                &[StatusCode::OK],
+            )
+            .await?
+            .1)
+    }
+
+    /// Polls GET /api/orders/{id} until the order is final or `timeout` passes (then the last
+    /// error, or a `Decode` error saying it is still not final). Transient failures (the order API
+    /// restarting) are retried and counted.
+    pub async fn wait_final(
+        &self,
+        user: &User,
+        id: &str,
+        poll: Poll,
+        timeout: Duration,
+    ) -> CallResult<Waited> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = poll.initial;
+        let mut polls = 0;
+        let mut transient_errors = 0;
+        loop {
+            tokio::time::sleep(delay).await;
+            delay = delay.mul_f64(poll.factor).min(poll.max);
+            polls += 1;
+            match self.order(user, id).await {
+                Ok(order) if order.is_final() => {
+                    return Ok(Waited {
+                        order,
+                        polls,
+                        transient_errors,
+                    });
+                }
+                Ok(order) if Instant::now() > deadline => {
+                    return Err(CallError::Decode {
+                        what: format!("order {id}"),
+                        detail: format!("still {} after {timeout:?}", order.status),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.is_transient() && Instant::now() < deadline => transient_errors += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// An accepted order POST.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub order: Order,
+    /// POSTs made; more than one when the order API was down or answered 5xx.
+    pub attempts: u32,
+}
+
+impl ShopClient {
+    /// POST /api/orders/ with an Idempotency-Key, retried on transient failures until `timeout`:
+    /// the key makes a retry of a POST whose answer was lost return the same order instead of a
+    /// second one. Any other failure is returned at once.
+    pub async fn create_order_retrying(
+        &self,
+        user: &User,
+        order: &NewOrder,
+        idempotency_key: &str,
+        timeout: Duration,
+    ) -> CallResult<Accepted> {
+        let deadline = Instant::now() + timeout;
+        let mut attempts = 0;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            attempts += 1;
+            match self.create_order(user, order, Some(idempotency_key)).await {
+                Ok((_, order)) => return Ok(Accepted { order, attempts }),
+                Err(e) if e.is_transient() && Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

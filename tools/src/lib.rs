@@ -1,0 +1,14 @@
+//! Tools that drive the whole saga shop from the outside, as a client would: the real-process
+//! [`stack`] harness (end-to-end tests, `chaos`), the shared HTTP [`client`], the order
+//! [`workload`] (mixes, expected outcomes), and the [`audit`] that checks, straight in the
+//! databases, that no money, stock or courier was created or lost.
+//!
+//! Binaries: `loadgen` (throughput and latency against a running stack) and `chaos` (kill -9 the
+//! services under load, then audit).
+
+pub mod audit;
+pub mod campaign;
+pub mod client;
+pub mod duration;
+pub mod stack;
+pub mod workload;

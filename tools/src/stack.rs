@@ -1,0 +1,1174 @@
+//! The whole shop as REAL PROCESSES, for end-to-end tests and the `chaos` tool.
+//!
+//! [`Stack::start`] takes a Postgres admin URL and a Redis URL, creates five fresh databases with
+//! unique names, picks free loopback ports, starts the six service binaries found next to the
+//! current executable (tests run from `target/<profile>/deps/`, the binaries live in
+//! `target/<profile>/`), each with its own Redis stream, dead-letter stream and consumer group so
+//! that stacks running in parallel never see each other's orders, and waits for every
+//! `/health/ready`.
+//!
+//! It can then `kill -9` any process ([`Stack::kill9`]), start it again on the same port with the
+//! same environment ([`Stack::restart`]), and add mediator replicas
+//! ([`Stack::start_extra_mediator`]).
+//!
+//! No orphans, whatever happens to the caller:
+//! - every child runs in its own process group, and kills go to the whole group;
+//! - `kill_on_drop`, and [`Drop`] kills every group, so a failing test (a panic) stops its stack;
+//! - on Linux every child also gets `PR_SET_PDEATHSIG = SIGKILL`, so even a `kill -9` of the test
+//!   process (or a Ctrl-C of `chaos`) takes the services down with it. (The kernel ties that signal
+//!   to the spawning *thread*: children are spawned from runtime worker or test threads, which live
+//!   as long as the stack, never from short-lived blocking-pool threads.)
+//!
+//! Logs: one file per process (`<instance>.log`, appended across restarts) in a per-stack
+//! directory under the system temp dir. They are removed by [`Stack::shutdown`] and by a quiet
+//! drop, and kept (and their tails printed) when the stack is dropped during a panic, after
+//! [`Stack::keep_logs`], or always with `SAGA_KEEP_LOGS=1`.
+//!
+//! Stacks are heavy (six processes, five databases). A machine-wide lease (lock files in
+//! `<tmp>/saga-stack-slots`, `SAGA_STACK_SLOTS` of them, default 2) bounds how many run at once;
+//! an `exclusive` stack (the crash tests) takes them all, so timing-sensitive tests never share the
+//! CPU with another stack.
+
+use crate::{audit::Dbs, client::Endpoints};
+use anyhow::{Context, Result, anyhow, bail};
+use futures::future::try_join_all;
+use rand::Rng;
+use shop_common::domain::Money;
+use sqlx::{
+    Connection, PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use std::{
+    collections::{BTreeMap, HashSet},
+    fmt,
+    fs::{File, OpenOptions},
+    io::Write,
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+    str::FromStr,
+    sync::{
+        Mutex, MutexGuard, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::process::{Child, Command};
+
+/// The six service binaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    Auth,
+    Billing,
+    Order,
+    Mediator,
+    Items,
+    Slots,
+}
+
+impl Service {
+    pub const ALL: [Service; 6] = [
+        Service::Auth,
+        Service::Billing,
+        Service::Order,
+        Service::Mediator,
+        Service::Items,
+        Service::Slots,
+    ];
+
+    /// The binary's file name, and the instance name of the service's first process.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Auth => "auth",
+            Service::Billing => "billing",
+            Service::Order => "order",
+            Service::Mediator => "mediator",
+            Service::Items => "items",
+            Service::Slots => "slots",
+        }
+    }
+
+    pub fn database(self) -> Database {
+        match self {
+            Service::Auth => Database::Auth,
+            Service::Billing => Database::Billing,
+            Service::Order | Service::Mediator => Database::Orders,
+            Service::Items => Database::Items,
+            Service::Slots => Database::Slots,
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Service {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Service::ALL
+            .into_iter()
+            .find(|svc| svc.name() == s)
+            .ok_or_else(|| {
+                format!("unknown service {s:?} (auth, billing, order, mediator, items, slots)")
+            })
+    }
+}
+
+/// The five databases (the order API and the mediator share `orders`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Database {
+    Auth,
+    Billing,
+    Orders,
+    Items,
+    Slots,
+}
+
+impl Database {
+    pub const ALL: [Database; 5] = [
+        Database::Auth,
+        Database::Billing,
+        Database::Orders,
+        Database::Items,
+        Database::Slots,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Database::Auth => "auth",
+            Database::Billing => "billing",
+            Database::Orders => "orders",
+            Database::Items => "items",
+            Database::Slots => "slots",
+        }
+    }
+}
+
+/// What a stack is started with. [`StackConfig::from_test_env`] for tests.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// A Postgres URL whose user may `CREATE DATABASE`, e.g. `postgres://postgres@127.0.0.1:5432/postgres`.
+    pub admin_url: String,
+    pub redis_url: String,
+    /// Where the six binaries are; default: next to the current executable (`SAGA_BIN_DIR` overrides).
+    pub bin_dir: Option<PathBuf>,
+    /// `ITEM_STOCK`: every catalog item starts with this many.
+    pub item_stock: i64,
+    /// `SLOT_CAPACITY`: every delivery slot starts with this many couriers.
+    pub slot_capacity: i64,
+    /// `INITIAL_WALLET`, in cents.
+    pub initial_wallet_cents: i64,
+    /// Mediator processes started with the stack: `mediator`, then `mediator-2`, `mediator-3`, ...
+    pub mediators: usize,
+    /// Extra environment for every service (after the stack's own, so it may override it).
+    pub env: Vec<(String, String)>,
+    /// Extra environment for one service's processes.
+    pub service_env: Vec<(Service, String, String)>,
+    /// `RUST_LOG` of the services (`SAGA_STACK_RUST_LOG` overrides the default).
+    pub rust_log: String,
+    /// `DB_MAX_CONNECTIONS` of each service: 16 (the services' default) with [`StackConfig::new`],
+    /// 6 with [`StackConfig::from_test_env`] (parallel test stacks share one Postgres, and
+    /// `make test`'s allows 300 connections).
+    pub db_max_connections: u32,
+    /// Take every stack lease: no other stack of this machine runs meanwhile.
+    pub exclusive: bool,
+    /// How long a process may take to answer `/health/ready` after it is spawned.
+    pub ready_timeout: Duration,
+}
+
+impl StackConfig {
+    pub fn new(admin_url: impl Into<String>, redis_url: impl Into<String>) -> Self {
+        Self {
+            admin_url: admin_url.into(),
+            redis_url: redis_url.into(),
+            bin_dir: None,
+            item_stock: 1000,
+            slot_capacity: 1000,
+            initial_wallet_cents: 10_000,
+            mediators: 1,
+            env: Vec::new(),
+            service_env: Vec::new(),
+            rust_log: std::env::var("SAGA_STACK_RUST_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
+            db_max_connections: 16,
+            exclusive: false,
+            ready_timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// The test Postgres and Redis from `TEST_DATABASE_URL` / `TEST_REDIS_URL` (`make test` provides
+    /// them). Panics with instructions when they are missing: an end-to-end test must fail, never
+    /// skip, without its stores.
+    pub fn from_test_env() -> Self {
+        let db = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!(
+                "TEST_DATABASE_URL is not set: the end-to-end tests start the real services against a \
+                 real Postgres. Run `make test` (it starts a private one), or export \
+                 TEST_DATABASE_URL=postgres://postgres@127.0.0.1:<port>/postgres"
+            )
+        });
+        let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| {
+            panic!(
+                "TEST_REDIS_URL is not set: the end-to-end tests need a real Redis. Run `make test` \
+                 (it starts a private one), or export TEST_REDIS_URL=redis://127.0.0.1:<port>"
+            )
+        });
+        let mut config = Self::new(db, redis);
+        config.db_max_connections = 6;
+        config
+    }
+
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn service_env(mut self, service: Service, key: &str, value: impl ToString) -> Self {
+        self.service_env
+            .push((service, key.to_owned(), value.to_string()));
+        self
+    }
+
+    pub fn mediators(mut self, n: usize) -> Self {
+        self.mediators = n.max(1);
+        self
+    }
+
+    pub fn exclusive(mut self) -> Self {
+        self.exclusive = true;
+        self
+    }
+}
+
+/// The Redis names a stack's order API and mediators use (unique per stack).
+#[derive(Debug, Clone)]
+pub struct Streams {
+    pub orders: String,
+    pub dead_letters: String,
+    pub group: String,
+}
+
+/// How one process is (re)started.
+#[derive(Debug, Clone)]
+struct ProcSpec {
+    service: Service,
+    program: PathBuf,
+    port: u16,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+#[derive(Debug)]
+enum ProcState {
+    Running(Child),
+    /// Killed by the harness (kill9) or never restarted.
+    Stopped,
+    /// Exited on its own: noticed by [`Stack::crashed`] or a readiness wait.
+    Exited(ExitStatus),
+}
+
+#[derive(Debug)]
+struct Proc {
+    spec: ProcSpec,
+    state: ProcState,
+    starts: u32,
+}
+
+/// A running stack. Dropping it kills every process; call [`Stack::shutdown`] for a clean end
+/// (it also drops the databases and the Redis streams).
+pub struct Stack {
+    id: String,
+    config: StackConfig,
+    bin_dir: PathBuf,
+    log_dir: PathBuf,
+    databases: BTreeMap<Database, (String, String)>,
+    streams: Streams,
+    secrets: (String, String),
+    procs: Mutex<BTreeMap<String, Proc>>,
+    http: reqwest::Client,
+    started: Instant,
+    keep_logs: AtomicBool,
+    stopped: AtomicBool,
+    _leases: Vec<File>,
+}
+
+/// Environment variables handed down from the caller; everything else is set explicitly, so that a
+/// developer's `DATABASE_URL` or `ORDERS_STREAM` can never leak into a stack.
+const PASS_THROUGH: [&str; 5] = ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "LANG"];
+
+impl Stack {
+    /// Creates the databases and starts the six services (plus `config.mediators - 1` mediator
+    /// replicas); returns once every process answers `/health/ready`.
+    pub async fn start(config: StackConfig) -> Result<Stack> {
+        let bin_dir = match &config.bin_dir {
+            Some(dir) => dir.clone(),
+            None => default_bin_dir()?,
+        };
+        check_binaries(&bin_dir)?;
+        let leases = acquire_leases(config.exclusive).await?;
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let log_dir = std::env::temp_dir()
+            .join("saga-stacks")
+            .join(format!("stack-{id}"));
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("creating the log directory {}", log_dir.display()))?;
+
+        ping_redis(&config.redis_url).await?;
+        let databases = create_databases(&config.admin_url, &id).await?;
+        let streams = Streams {
+            orders: format!("orders-{id}"),
+            dead_letters: format!("orders.dead-{id}"),
+            group: format!("mediator-{id}"),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("building the readiness HTTP client")?;
+        let stack = Stack {
+            secrets: (random_secret(), random_secret()),
+            id,
+            config,
+            bin_dir,
+            log_dir,
+            databases,
+            streams,
+            procs: Mutex::new(BTreeMap::new()),
+            http,
+            started: Instant::now(),
+            keep_logs: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            _leases: leases,
+        };
+        stack.boot().await.inspect_err(|_| {
+            stack.keep_logs.store(true, Ordering::Relaxed);
+        })?;
+        Ok(stack)
+    }
+
+    /// Spawns every process and waits until all are ready. A port taken in the meantime by someone
+    /// else (we pick ports, then the services bind them) makes the whole boot retry on new ports.
+    async fn boot(&self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ports = pick_ports(5 + self.config.mediators)?;
+            let (fixed, mediator_ports) = ports.split_at(5);
+            let port_of = |svc: Service| match svc {
+                Service::Auth => fixed[0],
+                Service::Billing => fixed[1],
+                Service::Order => fixed[2],
+                Service::Items => fixed[3],
+                Service::Slots => fixed[4],
+                Service::Mediator => mediator_ports[0],
+            };
+            let urls = ServiceUrls {
+                billing: local_url(port_of(Service::Billing)),
+                items: local_url(port_of(Service::Items)),
+                slots: local_url(port_of(Service::Slots)),
+            };
+            let mut specs = Vec::new();
+            for svc in Service::ALL {
+                specs.push((
+                    svc.name().to_owned(),
+                    self.spec(svc, port_of(svc), &urls, None),
+                ));
+            }
+            for (i, port) in mediator_ports.iter().enumerate().skip(1) {
+                let name = format!("mediator-{}", i + 1);
+                let spec = self.spec(Service::Mediator, *port, &urls, Some(&name));
+                specs.push((name, spec));
+            }
+            {
+                let mut procs = self.lock();
+                procs.clear();
+                for (name, spec) in specs {
+                    procs.insert(
+                        name,
+                        Proc {
+                            spec,
+                            state: ProcState::Stopped,
+                            starts: 0,
+                        },
+                    );
+                }
+            }
+            let names = self.instances();
+            for name in &names {
+                self.spawn(name)?;
+            }
+            match try_join_all(names.iter().map(|n| self.wait_ready(n))).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let port_clash = names.iter().any(|n| {
+                        self.log_tail(n, 20)
+                            .is_some_and(|t| t.contains("Address already in use"))
+                    });
+                    self.kill_all().await;
+                    if port_clash && attempt < 3 {
+                        eprintln!(
+                            "stack {}: a port was taken meanwhile; retrying on new ports",
+                            self.id
+                        );
+                        continue;
+                    }
+                    return Err(e.context(format!(
+                        "starting stack {} (logs in {})",
+                        self.id,
+                        self.log_dir.display()
+                    )));
+                }
+            }
+        }
+    }
+
+    /// The environment of one process.
+    fn spec(
+        &self,
+        service: Service,
+        port: u16,
+        urls: &ServiceUrls,
+        consumer: Option<&str>,
+    ) -> ProcSpec {
+        let c = &self.config;
+        let db_url = &self.databases[&service.database()].1;
+        let mut env: Vec<(String, String)> = vec![
+            ("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")),
+            ("DATABASE_URL".into(), db_url.clone()),
+            ("REDIS_URL".into(), c.redis_url.clone()),
+            ("JWT_SECRET".into(), self.secrets.0.clone()),
+            ("INTERNAL_TOKEN".into(), self.secrets.1.clone()),
+            ("BILLING_URL".into(), urls.billing.clone()),
+            ("ITEMS_URL".into(), urls.items.clone()),
+            ("SLOTS_URL".into(), urls.slots.clone()),
+            ("ORDERS_STREAM".into(), self.streams.orders.clone()),
+            (
+                "DEAD_LETTER_STREAM".into(),
+                self.streams.dead_letters.clone(),
+            ),
+            ("CONSUMER_GROUP".into(), self.streams.group.clone()),
+            ("ITEM_STOCK".into(), c.item_stock.to_string()),
+            ("SLOT_CAPACITY".into(), c.slot_capacity.to_string()),
+            (
+                "INITIAL_WALLET".into(),
+                Money::from_minor(c.initial_wallet_cents).to_string(),
+            ),
+            (
+                "DB_MAX_CONNECTIONS".into(),
+                c.db_max_connections.to_string(),
+            ),
+            ("LOG_FORMAT".into(), "pretty".into()),
+            ("RUST_LOG".into(), c.rust_log.clone()),
+        ];
+        if let Some(name) = consumer {
+            env.push(("CONSUMER_NAME".into(), name.to_owned()));
+        }
+        env.extend(c.env.iter().cloned());
+        env.extend(
+            c.service_env
+                .iter()
+                .filter(|(s, _, _)| *s == service)
+                .map(|(_, k, v)| (k.clone(), v.clone())),
+        );
+        let instance = consumer.unwrap_or(service.name());
+        ProcSpec {
+            service,
+            program: self.bin_dir.join(service.name()),
+            port,
+            env,
+            log: self.log_dir.join(format!("{instance}.log")),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Proc>> {
+        // A panic while holding the lock cannot leave the map half-updated (each update is one
+        // assignment), so a poisoned lock is still usable — and Drop must always get it.
+        self.procs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spawns `instance` (which must not be running); does not wait for readiness.
+    fn spawn(&self, instance: &str) -> Result<()> {
+        let mut procs = self.lock();
+        let proc = procs
+            .get_mut(instance)
+            .with_context(|| format!("no process named {instance:?} in this stack"))?;
+        if matches!(proc.state, ProcState::Running(_)) {
+            bail!("{instance} is already running");
+        }
+        proc.starts += 1;
+        let child = spawn_process(instance, &proc.spec, proc.starts, self.started.elapsed())?;
+        proc.state = ProcState::Running(child);
+        Ok(())
+    }
+
+    /// Waits for `instance`'s `/health/ready`; fails (with its log's tail) if it exits meanwhile or
+    /// does not get ready within the configured timeout.
+    pub async fn wait_ready(&self, instance: &str) -> Result<()> {
+        let url = format!("{}/health/ready", self.instance_url(instance)?);
+        let deadline = Instant::now() + self.config.ready_timeout;
+        loop {
+            if let Some(status) = self.reap(instance)? {
+                bail!(
+                    "{instance} exited during startup ({status}); end of its log:\n{}",
+                    self.log_tail(instance, 30).unwrap_or_default()
+                );
+            }
+            if let Ok(r) = self.http.get(&url).send().await
+                && r.status().is_success()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{instance} not ready after {:?} at {url}; end of its log:\n{}",
+                    self.config.ready_timeout,
+                    self.log_tail(instance, 30).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// If `instance` was running and has exited on its own, records and returns its exit status.
+    /// Errors if it is not running (stopped by the harness).
+    fn reap(&self, instance: &str) -> Result<Option<ExitStatus>> {
+        let mut procs = self.lock();
+        let proc = procs
+            .get_mut(instance)
+            .with_context(|| format!("no process named {instance:?}"))?;
+        match &mut proc.state {
+            ProcState::Running(child) => match child.try_wait() {
+                Ok(Some(status)) => {
+                    proc.state = ProcState::Exited(status);
+                    Ok(Some(status))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(anyhow!(e).context(format!("checking on {instance}"))),
+            },
+            ProcState::Exited(status) => Ok(Some(*status)),
+            ProcState::Stopped => bail!("{instance} is not running"),
+        }
+    }
+
+    /// Processes that exited without being killed by the harness since the last call (each
+    /// reported once; they stay down until restarted). A service dying on its own is a bug.
+    pub fn crashed(&self) -> Vec<(String, ExitStatus)> {
+        let mut out = Vec::new();
+        let mut procs = self.lock();
+        for (name, proc) in procs.iter_mut() {
+            if let ProcState::Running(child) = &mut proc.state
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                proc.state = ProcState::Exited(status);
+                out.push((name.clone(), status));
+            }
+        }
+        out
+    }
+
+    /// `kill -9` of the process (and its process group); returns once it is gone. A process that
+    /// already exited on its own is an error (a crash the caller should know about).
+    pub async fn kill9(&self, instance: &str) -> Result<()> {
+        let child = {
+            let mut procs = self.lock();
+            let proc = procs
+                .get_mut(instance)
+                .with_context(|| format!("no process named {instance:?}"))?;
+            match std::mem::replace(&mut proc.state, ProcState::Stopped) {
+                ProcState::Running(child) => child,
+                ProcState::Stopped => bail!("{instance} is not running"),
+                ProcState::Exited(status) => {
+                    proc.state = ProcState::Exited(status);
+                    bail!("{instance} had already exited on its own ({status})")
+                }
+            }
+        };
+        kill_and_reap(instance, child).await
+    }
+
+    /// Starts a stopped (killed or crashed) process again, on its port, with its environment, and
+    /// waits until it is ready.
+    pub async fn start_instance(&self, instance: &str) -> Result<()> {
+        self.spawn(instance)?;
+        self.wait_ready(instance).await
+    }
+
+    /// `kill -9` (if running), then start again and wait until ready.
+    pub async fn restart(&self, instance: &str) -> Result<()> {
+        if self.is_running(instance) {
+            self.kill9(instance).await?;
+        }
+        self.start_instance(instance).await
+    }
+
+    /// One more mediator process (its `CONSUMER_NAME` is `name`, also its instance name).
+    pub async fn start_extra_mediator(&self, name: &str) -> Result<()> {
+        let urls = {
+            let procs = self.lock();
+            if procs.contains_key(name) {
+                bail!("a process named {name:?} already exists");
+            }
+            let template = procs.get("mediator").context("the stack has no mediator")?;
+            ServiceUrls::from_env(&template.spec.env)
+        };
+        let spec = self.spec(Service::Mediator, pick_ports(1)?[0], &urls, Some(name));
+        self.lock().insert(
+            name.to_owned(),
+            Proc {
+                spec,
+                state: ProcState::Stopped,
+                starts: 0,
+            },
+        );
+        self.start_instance(name).await
+    }
+
+    pub fn is_running(&self, instance: &str) -> bool {
+        matches!(
+            self.lock().get(instance).map(|p| &p.state),
+            Some(ProcState::Running(_))
+        )
+    }
+
+    /// Every process name: `auth`, `billing`, `items`, `mediator`, `mediator-2`, ..., `order`, `slots`.
+    pub fn instances(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// The mediator processes' names.
+    pub fn mediators(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, p)| p.spec.service == Service::Mediator)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// The pid of a running process.
+    pub fn pid(&self, instance: &str) -> Option<u32> {
+        match &self.lock().get(instance)?.state {
+            ProcState::Running(child) => child.id(),
+            _ => None,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// Base URL of a service's first process, e.g. `http://127.0.0.1:23456`.
+    pub fn url(&self, service: Service) -> String {
+        self.instance_url(service.name())
+            .unwrap_or_else(|_| unreachable!("every stack has all six services"))
+    }
+
+    pub fn instance_url(&self, instance: &str) -> Result<String> {
+        let procs = self.lock();
+        let proc = procs
+            .get(instance)
+            .with_context(|| format!("no process named {instance:?}"))?;
+        Ok(local_url(proc.spec.port))
+    }
+
+    /// The public API, straight to each service (no gateway in a test stack).
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            auth: self.url(Service::Auth),
+            billing: self.url(Service::Billing),
+            order: self.url(Service::Order),
+            items: self.url(Service::Items),
+            slots: self.url(Service::Slots),
+        }
+    }
+
+    /// The URL of one of the stack's databases (for direct SQL checks).
+    pub fn database_url(&self, db: Database) -> &str {
+        &self.databases[&db].1
+    }
+
+    pub async fn connect(&self, db: Database) -> Result<PgPool> {
+        let options = PgConnectOptions::from_str(self.database_url(db))
+            .context("parsing a stack database URL")?;
+        PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("connecting to the stack's {} database", db.name()))
+    }
+
+    /// Entries delivered but not yet acknowledged, per mediator consumer (`XPENDING` summary).
+    pub async fn pending_per_consumer(&self) -> Result<BTreeMap<String, u64>> {
+        let client = redis::Client::open(self.config.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let summary: redis::Value = redis::cmd("XPENDING")
+            .arg(&self.streams.orders)
+            .arg(&self.streams.group)
+            .query_async(&mut conn)
+            .await
+            .context("XPENDING")?;
+        let mut out = BTreeMap::new();
+        if let redis::Value::Array(parts) = summary
+            && let Some(redis::Value::Array(consumers)) = parts.get(3)
+        {
+            for c in consumers {
+                if let redis::Value::Array(pair) = c
+                    && let [name, count] = pair.as_slice()
+                {
+                    let name: String = redis::from_redis_value_ref(name)?;
+                    let count: u64 = redis::from_redis_value_ref(count)?;
+                    out.insert(name, count);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pools on the databases the audit reads.
+    pub async fn dbs(&self) -> Result<Dbs> {
+        Ok(Dbs {
+            billing: self.connect(Database::Billing).await?,
+            orders: self.connect(Database::Orders).await?,
+            items: self.connect(Database::Items).await?,
+            slots: self.connect(Database::Slots).await?,
+        })
+    }
+
+    /// The last `lines` lines of a process's log.
+    pub fn log_tail(&self, instance: &str, lines: usize) -> Option<String> {
+        let path = self.log_dir.join(format!("{instance}.log"));
+        let text = std::fs::read_to_string(path).ok()?;
+        let all: Vec<&str> = text.lines().collect();
+        Some(all[all.len().saturating_sub(lines)..].join("\n"))
+    }
+
+    /// Keep the log directory when the stack goes away (e.g. after a failed check).
+    pub fn keep_logs(&self) {
+        self.keep_logs.store(true, Ordering::Relaxed);
+    }
+
+    async fn kill_all(&self) {
+        let children: Vec<(String, Child)> = {
+            let mut procs = self.lock();
+            procs
+                .iter_mut()
+                .filter_map(
+                    |(name, p)| match std::mem::replace(&mut p.state, ProcState::Stopped) {
+                        ProcState::Running(child) => Some((name.clone(), child)),
+                        other => {
+                            p.state = other;
+                            None
+                        }
+                    },
+                )
+                .collect()
+        };
+        for (name, child) in children {
+            if let Err(e) = kill_and_reap(&name, child).await {
+                eprintln!("stack {}: {e:#}", self.id);
+            }
+        }
+    }
+
+    /// Stops every process, then drops the databases and the Redis streams, and removes the logs
+    /// (unless [`Stack::keep_logs`] was called). Best effort: failures are printed, not returned.
+    pub async fn shutdown(&self) {
+        self.kill_all().await;
+        self.stopped.store(true, Ordering::Relaxed);
+        if let Err(e) = drop_databases(&self.config.admin_url, &self.databases).await {
+            eprintln!("stack {}: dropping its databases: {e:#}", self.id);
+        }
+        let keys = [&self.streams.orders, &self.streams.dead_letters];
+        if let Err(e) = delete_redis_keys(&self.config.redis_url, &keys).await {
+            eprintln!("stack {}: deleting its Redis streams: {e:#}", self.id);
+        }
+        if self.keep_logs.load(Ordering::Relaxed) || std::env::var_os("SAGA_KEEP_LOGS").is_some() {
+            eprintln!("stack {}: logs kept in {}", self.id, self.log_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let mut procs = self.lock();
+        for proc in procs.values_mut() {
+            if let ProcState::Running(child) = &mut proc.state {
+                if let Some(pid) = child.id() {
+                    kill_group(pid);
+                }
+                // kill_on_drop also sends SIGKILL; tokio reaps the dropped child in the background.
+                let _ = child.start_kill();
+            }
+            proc.state = ProcState::Stopped;
+        }
+        drop(procs);
+        if self.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        if std::thread::panicking() || self.keep_logs.load(Ordering::Relaxed) {
+            if std::thread::panicking() {
+                for name in self.instances() {
+                    if let Some(tail) = self.log_tail(&name, 25) {
+                        eprintln!("----- stack {}: end of {name}.log -----\n{tail}", self.id);
+                    }
+                }
+            }
+            eprintln!(
+                "stack {}: logs kept in {}; databases stack_{}_* left for inspection",
+                self.id,
+                self.log_dir.display(),
+                self.id
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
+        }
+    }
+}
+
+struct ServiceUrls {
+    billing: String,
+    items: String,
+    slots: String,
+}
+
+impl ServiceUrls {
+    fn from_env(env: &[(String, String)]) -> Self {
+        let get = |key: &str| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        Self {
+            billing: get("BILLING_URL"),
+            items: get("ITEMS_URL"),
+            slots: get("SLOTS_URL"),
+        }
+    }
+}
+
+fn local_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// `target/<profile>/` when running from `target/<profile>/deps/` (a test) or from
+/// `target/<profile>/` (a tool); `SAGA_BIN_DIR` overrides.
+pub fn default_bin_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("SAGA_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("locating the current executable")?;
+    let mut dir = exe
+        .parent()
+        .context("the current executable has no directory")?
+        .to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+fn check_binaries(dir: &Path) -> Result<()> {
+    let missing: Vec<String> = Service::ALL
+        .iter()
+        .map(|s| dir.join(s.name()))
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing service binaries: {}. Build them first: `cargo build --workspace --bins` \
+             (with --release for a release tool); `cargo nextest run --workspace` builds them too. \
+             SAGA_BIN_DIR overrides where they are looked for.",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Free loopback ports in 20000-27999: below the kernel's ephemeral range (32768+), so an outgoing
+/// connection cannot grab one between the pick and the service's bind, and clear of the fixed
+/// ports the scripts use (8xxx, 18xxx for `make test`'s e2e stack, 28xxx for `make bench`).
+/// Never the same port twice per process.
+fn pick_ports(n: usize) -> Result<Vec<u16>> {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut given = given.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = rand::rng();
+    let mut out = Vec::with_capacity(n);
+    let mut tries = 0;
+    while out.len() < n {
+        tries += 1;
+        if tries > 10_000 {
+            bail!("found no free TCP port on 127.0.0.1 in 20000-27999");
+        }
+        let port: u16 = rng.random_range(20_000..28_000);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            out.push(port);
+        }
+    }
+    Ok(out)
+}
+
+fn spawn_process(instance: &str, spec: &ProcSpec, start: u32, at: Duration) -> Result<Child> {
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)
+        .with_context(|| format!("opening {}", spec.log.display()))?;
+    writeln!(
+        log,
+        "\n===== t+{:.3}s start #{start} of {instance} on 127.0.0.1:{} =====",
+        at.as_secs_f64(),
+        spec.port
+    )
+    .context("writing the log header")?;
+    let mut cmd = Command::new(&spec.program);
+    cmd.env_clear();
+    for key in PASS_THROUGH {
+        if let Ok(value) = std::env::var(key) {
+            cmd.env(key, value);
+        }
+    }
+    cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("duplicating the log handle")?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
+        // (prctl, getppid, _exit) and allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before prctl took effect: then nobody would kill us.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.spawn()
+        .with_context(|| format!("spawning {}", spec.program.display()))
+}
+
+/// SIGKILL to the whole process group `pid` leads (each child leads its own).
+fn kill_group(pid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // pid 0 or 1 would signal our own group or init: never.
+    if pgid > 1 {
+        // SAFETY: kill(2) takes no pointers; a negative pid addresses the process group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+async fn kill_and_reap(instance: &str, mut child: Child) -> Result<()> {
+    // id() is None once the child has been reaped: then its pid may belong to someone else.
+    if let Some(pid) = child.id() {
+        kill_group(pid);
+    }
+    let _ = child.start_kill();
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .with_context(|| format!("{instance} still alive 10 s after SIGKILL"))?
+        .with_context(|| format!("waiting for {instance} to exit"))?;
+    Ok(())
+}
+
+/// Machine-wide bound on concurrent stacks: lock files, one per slot.
+async fn acquire_leases(exclusive: bool) -> Result<Vec<File>> {
+    let slots: usize = std::env::var("SAGA_STACK_SLOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2);
+    let dir = std::env::temp_dir().join("saga-stack-slots");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let open = |i: usize| -> Result<File> {
+        let path = dir.join(format!("slot-{i}.lock"));
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))
+    };
+    let waiting_since = Instant::now();
+    let mut said = false;
+    let mut note = |what: &str| {
+        if !said && waiting_since.elapsed() > Duration::from_secs(5) {
+            eprintln!("waiting for {what} (other stacks are running; SAGA_STACK_SLOTS={slots})");
+            said = true;
+        }
+    };
+    if exclusive {
+        // In slot order, so two exclusive stacks cannot deadlock.
+        let mut held = Vec::with_capacity(slots);
+        for i in 0..slots {
+            let file = open(i)?;
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        note("every stack slot");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(anyhow!(e).context("locking a stack slot"));
+                    }
+                }
+            }
+            held.push(file);
+        }
+        return Ok(held);
+    }
+    loop {
+        for i in 0..slots {
+            let file = open(i)?;
+            match file.try_lock() {
+                Ok(()) => return Ok(vec![file]),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(anyhow!(e).context("locking a stack slot"));
+                }
+            }
+        }
+        note("a stack slot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn ping_redis(url: &str) -> Result<()> {
+    let client =
+        redis::Client::open(url).with_context(|| format!("parsing the Redis URL {url}"))?;
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .map_err(|_| anyhow!("connecting to Redis at {url} timed out"))?
+    .with_context(|| format!("cannot connect to Redis at {url}; is it running?"))?;
+    let _: String = redis::cmd("PING")
+        .query_async(&mut conn)
+        .await
+        .context("Redis PING")?;
+    Ok(())
+}
+
+async fn delete_redis_keys(url: &str, keys: &[&String]) -> Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+    Ok(())
+}
+
+/// `admin` with its database name replaced.
+fn with_database(admin: &str, name: &str) -> Result<String> {
+    let mut url = reqwest::Url::parse(admin).context("the Postgres admin URL is not a URL")?;
+    url.set_path(&format!("/{name}"));
+    Ok(url.to_string())
+}
+
+async fn admin_connection(admin: &str) -> Result<PgConnection> {
+    tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(admin))
+        .await
+        .map_err(|_| anyhow!("connecting to Postgres ({admin}) timed out"))?
+        .with_context(|| format!("cannot connect to Postgres at {admin}; is it running?"))
+}
+
+async fn create_databases(admin: &str, id: &str) -> Result<BTreeMap<Database, (String, String)>> {
+    let mut conn = admin_connection(admin).await?;
+    let mut out = BTreeMap::new();
+    for db in Database::ALL {
+        let name = format!("stack_{id}_{}", db.name());
+        // `name` is built here from a UUID and a constant, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("CREATE DATABASE {name}"))?;
+        let url = with_database(admin, &name)?;
+        out.insert(db, (name, url));
+    }
+    Ok(out)
+}
+
+async fn drop_databases(admin: &str, dbs: &BTreeMap<Database, (String, String)>) -> Result<()> {
+    let mut conn = admin_connection(admin).await?;
+    for (name, _) in dbs.values() {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .with_context(|| format!("DROP DATABASE {name}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_keep_everything_but_the_name() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x").unwrap(),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/postgres?sslmode=disable", "x").unwrap(),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+    }
+
+    #[test]
+    fn services_parse() {
+        assert_eq!("mediator".parse::<Service>().unwrap(), Service::Mediator);
+        assert!("nope".parse::<Service>().is_err());
+    }
+
+    #[test]
+    fn ports_are_distinct() {
+        let ports = pick_ports(20).unwrap();
+        let set: HashSet<_> = ports.iter().collect();
+        assert_eq!(set.len(), 20);
+    }
+}
