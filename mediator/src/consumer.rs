@@ -314,7 +314,7 @@ impl Inner {
             Mode::Normal
         };
         match self.executor.run(order_id, mode).await? {
-            Disposition::Final(_) => self.ack(&entry.id).await,
+            Disposition::Final(_) => self.ack_final(&entry.id, order_id).await,
             Disposition::UnknownOrder => {
                 if !poisoned {
                     self.dead_letter(entry, Some(order_id), "unknown order")
@@ -344,6 +344,25 @@ impl Inner {
             .await
             .context("XADD to the dead-letter stream")?;
         metrics::counter!("mediator_dead_letters_total").increment(1);
+        Ok(())
+    }
+
+    /// XACK plus the "order is final" signal that long-polling readers of the order API wait on,
+    /// in one round trip. The signal is a hint: a reader that misses it re-reads at its deadline.
+    async fn ack_final(&self, stream_id: &str, order_id: Uuid) -> Result<()> {
+        let _: () = redis::pipe()
+            .cmd("XACK")
+            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.group)
+            .arg(stream_id)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(order::outbox::final_channel(&self.cfg.orders_stream))
+            .arg(order_id.to_string())
+            .ignore()
+            .query_async(&mut *self.conn().await?)
+            .await
+            .context("XACK + PUBLISH")?;
         Ok(())
     }
 

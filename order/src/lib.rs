@@ -7,6 +7,7 @@ pub mod db;
 mod error;
 pub mod outbox;
 mod routes;
+mod signals;
 mod startup;
 
 pub use config::Config;

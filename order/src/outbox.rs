@@ -20,6 +20,11 @@ use uuid::Uuid;
 /// The stream entry's one field.
 pub const FIELD: &str = "order_id";
 
+/// The pub/sub channel on which the mediator announces orders that reached a final state.
+pub fn final_channel(stream: &str) -> String {
+    format!("{stream}.final")
+}
+
 /// A POST never waits longer than this for Redis: past it the order is left to the sweep.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 const FLUSH_BATCH: usize = 1024;

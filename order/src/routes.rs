@@ -23,8 +23,9 @@ use shop_common::{
     auth::AuthUser,
     domain::{Money, SlotTime},
     idempotency::IdempotencyKey,
-    json::{ApiJson, ApiPath},
+    json::{ApiJson, ApiPath, ApiQuery},
 };
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -162,14 +163,40 @@ async fn list(
     ))
 }
 
+/// `?wait_ms=N` (at most [`MAX_WAIT`]): if the order is not final yet, answer when it is, or
+/// after N ms with its state then — one request instead of a polling loop.
+#[derive(Deserialize)]
+struct ShowQuery {
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
 async fn show(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<ShowQuery>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let order = db::find_user_order(&state.pool, &user.username, id)
+    let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
+    let mut order = db::find_user_order(&state.pool, &user.username, id)
         .await?
         .ok_or(OrderError::NotFound)?;
+    if !order.status.is_final() && !wait.is_zero() {
+        let mut parked = state.signals.park(id);
+        // Re-read after parking: a signal sent between the first read and parking is not lost.
+        order = db::find_user_order(&state.pool, &user.username, id)
+            .await?
+            .ok_or(OrderError::NotFound)?;
+        if !order.status.is_final() {
+            // Woken or not (a signal can be lost), what is stored is the answer.
+            parked.wait(wait).await;
+            order = db::find_user_order(&state.pool, &user.username, id)
+                .await?
+                .ok_or(OrderError::NotFound)?;
+        }
+    }
     let saga = db::saga_log(&state.pool, id).await?;
     Ok(Json(OrderView::new(order, Some(saga))))
 }

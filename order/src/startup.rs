@@ -4,6 +4,7 @@ use crate::{
     config::Config,
     outbox::{self, Outbox},
     routes,
+    signals::FinalSignals,
 };
 use anyhow::Result;
 use axum::{Router, extract::FromRef};
@@ -14,7 +15,7 @@ use shop_common::{
     redis::{self, RedisPool},
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -28,26 +29,45 @@ pub struct AppState {
     pub pool: PgPool,
     pub jwt: JwtKeys,
     pub outbox: Outbox,
+    pub signals: Arc<FinalSignals>,
 }
 
 /// The API router. Must be called inside a Tokio runtime (it starts the outbox's flusher).
 pub fn build_router(pool: PgPool, redis: RedisPool, config: &Config) -> Router {
-    build(pool, redis, config).0
+    build(pool, redis, config, CancellationToken::new()).0
 }
 
-fn build(pool: PgPool, redis: RedisPool, config: &Config) -> (Router, JoinHandle<()>) {
+/// The router, and the tasks behind it: the flusher (ends when the router is dropped) and the
+/// final-state listener (ends on `stop`).
+fn build(
+    pool: PgPool,
+    redis: RedisPool,
+    config: &Config,
+    stop: CancellationToken,
+) -> (Router, JoinHandle<()>, JoinHandle<()>) {
+    let signals = Arc::<FinalSignals>::default();
+    let listener = tokio::spawn(signals.clone().listen(
+        config.redis_url.clone(),
+        outbox::final_channel(&config.orders_stream),
+        stop,
+    ));
     let (outbox, flusher) = Outbox::new(pool.clone(), redis.clone(), &config.orders_stream);
     let state = AppState {
         pool: pool.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),
         outbox,
+        signals,
     };
     let api = routes::public().with_state(state);
     let readiness = Readiness {
         db: Some(pool),
         redis: Some(redis),
     };
-    (http::app("order", api, readiness, &config.http), flusher)
+    (
+        http::app("order", api, readiness, &config.http),
+        flusher,
+        listener,
+    )
 }
 
 pub async fn run(
@@ -68,10 +88,11 @@ pub async fn run(
         },
         stop_sweeping.clone(),
     ));
-    let (router, flusher) = build(pool, redis, &config);
+    let (router, flusher, signal_listener) = build(pool, redis, &config, stop_sweeping.clone());
     let served = http::serve(listener, router, shutdown).await;
     stop_sweeping.cancel();
     let _ = sweeper.await;
+    let _ = signal_listener.await;
     // The router (and so every sender to the flusher) is gone: the flusher drains and ends.
     if tokio::time::timeout(FLUSH_GRACE, flusher).await.is_err() {
         tracing::warn!("publication flags not all written; the sweep will re-publish those");

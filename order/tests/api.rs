@@ -564,3 +564,81 @@ async fn an_order_unfinished_long_after_publication_is_published_again() {
         .unwrap();
     assert_eq!(swept, 0);
 }
+
+#[tokio::test]
+async fn a_long_poll_answers_when_the_order_becomes_final() {
+    let app = start().await;
+    let created: Json = app
+        .post("alice", &good_order(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/orders/{id}?wait_ms=20000");
+    let waiting = tokio::spawn({
+        let (http, base) = (app.http.clone(), app.base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .bearer_auth(token("alice"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Json>()
+                .await
+                .unwrap()
+        }
+    });
+    // What the mediator does: store the final state, then signal it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the long poll waits while the order is pending"
+    );
+    let moved = db::transition(
+        &app.pool,
+        id,
+        db::Status::Pending,
+        db::Status::Completed,
+        None,
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(moved);
+    let mut conn = redis_pool().get().await.unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(outbox::final_channel(&app.stream))
+        .arg(id.to_string())
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the signal ends the long poll well before its 20 s")
+        .unwrap();
+    assert_eq!(answer["status"], "completed");
+    assert_eq!(answer["success"], true);
+}
+
+#[tokio::test]
+async fn a_long_poll_without_a_signal_answers_the_stored_state_at_its_deadline() {
+    let app = start().await;
+    let created: Json = app
+        .post("alice", &good_order(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let r = app
+        .get("alice", &format!("/api/orders/{id}?wait_ms=100"))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Json>().await.unwrap()["status"], "pending");
+    let bad = app
+        .get("alice", &format!("/api/orders/{id}?wait_ms=soon"))
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json::<Json>().await.unwrap()["error"], "invalid_query");
+}
