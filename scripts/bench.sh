@@ -7,7 +7,15 @@
 #   2. starts the local stack in the background in release mode (scripts/run.sh --background),
 #      state in .state/bench, on ports 28080 (gateway), 28001-28006, 28432, 28379 (a busy one is
 #      replaced by a free random port), with ITEM_STOCK and SLOT_CAPACITY large enough that no
-#      order fails for lack of stock;
+#      order fails for lack of stock, and tuned for ONE small machine that runs everything (the
+#      profile behind each setting is in the README, "Where the CPU goes"):
+#        - each service and loadgen on one Tokio worker thread (BENCH_WORKER_THREADS, 1): eight
+#          processes plus Postgres share the cores, and idle workers woken to steal tasks cost
+#          more than they bring (in a pod with a CPU limit below 2, Tokio picks 1 by itself);
+#        - services reach Postgres over its Unix socket, not loopback TCP (PG_UNIX_SOCKET=1);
+#        - DB_MAX_CONNECTIONS=$BENCH_DB_CONNECTIONS (8) per service: fewer backends competing;
+#        - Postgres group commit (BENCH_PG_OPTS, default commit_delay=200 commit_siblings=5);
+#          fsync and synchronous_commit stay on: every commit is durable;
 #   3. runs loadgen (tools/src/bin/loadgen.rs) twice, each with its own fresh users:
 #        (a) maximum throughput: --concurrency $BENCH_CONCURRENCY (256) for $BENCH_DURATION (30s)
 #        (b) latency at a fixed rate: --rate $BENCH_RATE (300/s) for $BENCH_DURATION
@@ -15,8 +23,9 @@
 #      and stops the stack (also on failure or Ctrl-C).
 #
 # Environment: BENCH_CONCURRENCY, BENCH_RATE, BENCH_DURATION, BENCH_USERS (50), BENCH_MIX
-# (success=90,no-money=4,no-item=3,no-slot=3), SKIP_BUILD=1, RUST_LOG (default warn: per-request
-# logging is not what is measured). loadgen runs on the same machine and takes CPU from the shop.
+# (success=90,no-money=4,no-item=3,no-slot=3), BENCH_WORKER_THREADS, BENCH_DB_CONNECTIONS,
+# BENCH_PG_OPTS (see 2.), SKIP_BUILD=1, RUST_LOG (default warn: per-request logging is not what
+# is measured). loadgen runs on the same machine and takes CPU from the shop.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -25,7 +34,7 @@ cd "$SAGA_REPO_ROOT"
 
 case "${1:-}" in
   "") ;;
-  -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) err "unknown argument: $1"; exit 2 ;;
 esac
 
@@ -37,6 +46,9 @@ RATE="${BENCH_RATE:-300}"
 DURATION="${BENCH_DURATION:-30s}"
 USERS="${BENCH_USERS:-50}"
 MIX="${BENCH_MIX:-success=90,no-money=4,no-item=3,no-slot=3}"
+WORKER_THREADS="${BENCH_WORKER_THREADS:-1}"
+DB_CONNECTIONS="${BENCH_DB_CONNECTIONS:-8}"
+PG_OPTS="${BENCH_PG_OPTS:--c commit_delay=200 -c commit_siblings=5}"
 # shellcheck disable=SC2031  # lib.sh only sets RUST_LOG for its children, never here
 SERVICE_LOG="${RUST_LOG:-warn}"
 
@@ -49,6 +61,8 @@ stack_env=(
   AUTH_PORT="$(port 28001)" BILLING_PORT="$(port 28002)" ORDER_PORT="$(port 28003)"
   MEDIATOR_PORT="$(port 28004)" ITEMS_PORT="$(port 28005)" SLOTS_PORT="$(port 28006)"
   ITEM_STOCK=100000000 SLOT_CAPACITY=100000000 RUST_LOG="$SERVICE_LOG"
+  TOKIO_WORKER_THREADS="$WORKER_THREADS" PG_UNIX_SOCKET=1 DB_MAX_CONNECTIONS="$DB_CONNECTIONS"
+  PG_EXTRA_OPTS="$PG_OPTS"
 )
 
 STARTED=0
@@ -78,6 +92,7 @@ say "memory   $mem"
 say "kernel   $(uname -sr)"
 say "commit   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
 say "date     $(date -u '+%F %T UTC')"
+say "tuning   TOKIO_WORKER_THREADS=$WORKER_THREADS DB_MAX_CONNECTIONS=$DB_CONNECTIONS PG_UNIX_SOCKET=1 postgres: $PG_OPTS"
 
 STARTED=1
 run_env=("${stack_env[@]}")
@@ -92,7 +107,7 @@ bench() { # TITLE LOADGEN-ARGS...
   say "== $title =="
   say "loadgen $*"
   # progress lines go to the terminal only; the summary and RESULT line to the terminal and $OUT
-  "$BIN_DIR/loadgen" --base-url "$base_url" --users "$USERS" --mix "$MIX" --duration "$DURATION" "$@" \
+  TOKIO_WORKER_THREADS="$WORKER_THREADS" "$BIN_DIR/loadgen" --base-url "$base_url" --users "$USERS" --mix "$MIX" --duration "$DURATION" "$@" \
     | tee -a "$OUT"
 }
 

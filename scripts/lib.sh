@@ -16,6 +16,7 @@
 #   pick_free_port                        prints a free TCP port on 127.0.0.1
 #   wait_http URL [TIMEOUT_S]             wait until URL answers 2xx (default 30 s)
 #   start_postgres DIR PORT               initdb (if needed) + start; waits until ready
+#                                         (PG_EXTRA_OPTS: more `-c name=value` server options)
 #   stop_postgres DIR
 #   create_databases PORT DB...           create each database that does not exist yet
 #   start_redis DIR PORT                  start a private redis-server (AOF on); waits for PING
@@ -26,6 +27,7 @@
 #   gateway_check_template [TEMPLATE]     its public-route list matches its location blocks
 #   ensure_secrets STATE_DIR              create STATE_DIR/secrets.env once (JWT_SECRET, INTERNAL_TOKEN)
 #   start_services STATE_DIR BIN_DIR      start the six services, wait for each /health/ready
+#                                         (PG_UNIX_SOCKET=1: to Postgres via STATE_DIR/pg's socket)
 #   stop_services STATE_DIR               SIGTERM, up to 15 s, then SIGKILL
 #   stack_running DIR                     0 (and prints what) if anything started under DIR is alive
 #   stop_all DIR                          stop whatever of the above runs under DIR (tolerant)
@@ -355,6 +357,9 @@ start_postgres() {
 
   local opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$home"
   opts+=" -c max_connections=300 -c shared_buffers=256MB -c fsync=on"
+  # PG_EXTRA_OPTS: more server options (`-c name=value ...`), e.g. the benchmark's tuning or
+  # pg_stat_statements for a profile; later -c options win over the ones above.
+  opts+="${PG_EXTRA_OPTS:+ $PG_EXTRA_OPTS}"
   log "starting postgres on 127.0.0.1:$port ($home)"
   if ! (cd "$home" && "${as_pg[@]}" "$PG_BIN/pg_ctl" start -D "$home/data" -l "$home/postgres.log" \
           -w -t 60 -s -o "$opts" </dev/null >/dev/null 2>&1); then
@@ -615,6 +620,15 @@ start_services() {
     fi
   done
   ensure_secrets "$state" || return 1
+  # PG_UNIX_SOCKET=1: the services reach the Postgres of STATE_DIR/pg through its Unix socket
+  # (same machine: no loopback TCP stack on every round trip), else over 127.0.0.1:PG_PORT.
+  local pg_socket_dir=""
+  if [[ "${PG_UNIX_SOCKET:-0}" == 1 ]]; then
+    pg_socket_dir="$(_pg_home "$state/pg")"
+    if [[ ! -S "$pg_socket_dir/.s.PGSQL.$PG_PORT" ]]; then
+      err "PG_UNIX_SOCKET=1 but there is no Postgres socket $pg_socket_dir/.s.PGSQL.$PG_PORT"; return 1
+    fi
+  fi
   local jwt internal
   jwt="$(sed -n 's/^JWT_SECRET=//p' "$state/secrets.env")"
   internal="$(sed -n 's/^INTERNAL_TOKEN=//p' "$state/secrets.env")"
@@ -633,7 +647,11 @@ start_services() {
     (
       cd "$SAGA_REPO_ROOT" || exit 1
       export LISTEN_ADDR="127.0.0.1:$port"
-      export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+      if [[ -n "$pg_socket_dir" ]]; then
+        export DATABASE_URL="postgres://postgres@localhost:$PG_PORT/$db?host=$pg_socket_dir"
+      else
+        export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db"
+      fi
       export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
       export JWT_SECRET="$jwt" INTERNAL_TOKEN="$internal"
       export BILLING_URL="http://127.0.0.1:$BILLING_PORT"

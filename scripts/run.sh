@@ -16,13 +16,14 @@
 #   PROFILE         release (default) or debug: which cargo profile to build and run
 #   SKIP_BUILD=1    do not run cargo build (use the binaries already in BIN_DIR)
 #   BIN_DIR         where the binaries are (default ${CARGO_TARGET_DIR:-<repo>/target}/$PROFILE)
+#   PG_UNIX_SOCKET=1 services reach Postgres over its Unix socket; PG_EXTRA_OPTS more server options
 #   LOG_FORMAT, RUST_LOG and the services' own settings (ITEM_STOCK, ...) are passed through.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 MODE=foreground
 case "${1:-}" in

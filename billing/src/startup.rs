@@ -20,12 +20,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// The money step of the saga: charge = hold `amount` cents of the user's wallet.
 pub static CHARGES: LedgerSpec = LedgerSpec {
     route: "charges",
-    resource_table: "accounts",
-    key_column: "username",
-    key_type: "text",
-    available_column: "wallet",
     unknown_code: "account_not_found",
-    exhausted_code: "insufficient_funds",
     valid_key: |key| !key.is_empty(),
 };
 

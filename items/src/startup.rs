@@ -18,12 +18,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// The stock step of the saga: reserve = hold `quantity` units of the item `resource` ("3").
 pub static RESERVATIONS: LedgerSpec = LedgerSpec {
     route: "reservations",
-    resource_table: "items",
-    key_column: "id",
-    key_type: "bigint",
-    available_column: "stock",
     unknown_code: "item_unavailable",
-    exhausted_code: "item_unavailable",
     // Anything else would make Postgres' `::bigint` cast fail; it is simply not an item.
     valid_key: |key| key.parse::<i64>().is_ok_and(|id| id > 0),
 };

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 use shop_common::domain::Money;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::{FromRow, PgExecutor, PgPool, Row};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -124,18 +124,47 @@ pub async fn find_order(pool: &PgPool, id: Uuid) -> Result<Option<Order>> {
     .context("reading an order")
 }
 
-/// The order, if it exists and belongs to `username`.
-pub async fn find_user_order(pool: &PgPool, username: &str, id: Uuid) -> Result<Option<Order>> {
-    sqlx::query_as::<_, Order>(concat!(
-        "SELECT ",
-        order_columns!(),
-        " FROM orders WHERE id = $1 AND username = $2"
-    ))
+/// The order, if it exists and belongs to `username`, with its saga log: one round trip (a
+/// LEFT JOIN, one row per step, the order's columns repeated).
+pub async fn find_user_order_with_log(
+    pool: &PgPool,
+    username: &str,
+    id: Uuid,
+) -> Result<Option<(Order, Vec<SagaStep>)>> {
+    let rows = sqlx::query(
+        "SELECT o.id, o.username, o.amount, o.item, o.slot, o.status, o.reason, \
+                o.idempotency_key, o.published_at, o.created_at, o.updated_at, \
+                s.seq, s.participant, s.kind, s.outcome, s.error_code, s.started_at, \
+                s.finished_at \
+         FROM orders o LEFT JOIN saga_steps s ON s.order_id = o.id \
+         WHERE o.id = $1 AND o.username = $2 ORDER BY s.seq",
+    )
     .bind(id)
     .bind(username)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await
-    .context("reading an order")
+    .context("reading an order and its saga log")?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let order = Order::from_row(first).context("decoding an order")?;
+    let mut log = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // NULL step columns: the order has no step yet.
+        let Some(seq) = row.try_get::<Option<i32>, _>("seq")? else {
+            continue;
+        };
+        log.push(SagaStep {
+            seq,
+            participant: row.try_get("participant")?,
+            kind: row.try_get("kind")?,
+            outcome: row.try_get("outcome")?,
+            error_code: row.try_get("error_code")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        });
+    }
+    Ok(Some((order, log)))
 }
 
 /// The user's orders, oldest first.

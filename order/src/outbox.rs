@@ -1,19 +1,23 @@
 //! Getting orders onto the saga stream without ever losing one. The POST stores the order, then
 //! publishes it at once (XADD) and hands its id to a flusher that sets `published_at` in batches
-//! (one UPDATE for many orders instead of one commit per order). A sweep re-publishes whatever is
+//! (one UPDATE for many orders instead of one commit per order), each id [`FLUSH_DELAY`] after its
+//! publication: by then most orders are final, and the mediator's final transition has already
+//! set `published_at`, so the UPDATE skips them instead of rewriting the row (and every index of
+//! it) once more. A sweep re-publishes whatever is
 //! still unpublished after REPUBLISH_AFTER_SECS: Redis was down at the POST, the process died
 //! between the INSERT and the XADD, or the flag write was lost. A second, slower net re-publishes
 //! orders published long ago (REPUBLISH_STALE_AFTER_SECS) that are still not final: their entry
 //! was lost with Redis's data (a Redis restarted without its append-only file), or never made
-//! progress for a reason nobody foresaw. The cost of that safety is an occasional duplicate stream entry, which the
-//! mediator tolerates.
+//! progress for a reason nobody foresaw. The cost of that safety is an occasional duplicate stream
+//! entry, which the mediator tolerates (REPUBLISH_AFTER_SECS should stay well above
+//! [`FLUSH_DELAY`], or unfinished orders are published twice).
 
 use crate::db;
 use anyhow::{Context, Result};
 use shop_common::redis::RedisPool;
 use sqlx::PgPool;
-use std::{sync::Arc, time::Duration};
-use tokio::{sync::mpsc, task::JoinHandle};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -28,6 +32,8 @@ pub fn final_channel(stream: &str) -> String {
 /// A POST never waits longer than this for Redis: past it the order is left to the sweep.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 const FLUSH_BATCH: usize = 1024;
+/// How long a published order waits for its flag (see the module docs).
+pub const FLUSH_DELAY: Duration = Duration::from_secs(1);
 /// Ids waiting for their `published_at`; when full, the sweep publishes the overflow again.
 const FLUSH_QUEUE: usize = 16 * 1024;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -37,7 +43,8 @@ const SWEEP_BATCH: i64 = 500;
 pub struct Outbox {
     redis: RedisPool,
     stream: Arc<str>,
-    published: mpsc::Sender<Uuid>,
+    /// Published ids and when.
+    published: mpsc::Sender<(Uuid, Instant)>,
 }
 
 impl Outbox {
@@ -61,7 +68,7 @@ impl Outbox {
     /// Puts the stored order `id` on the stream. An error leaves it to the sweep.
     pub async fn publish(&self, id: Uuid) -> Result<()> {
         xadd(&self.redis, &self.stream, &[id]).await?;
-        if self.published.try_send(id).is_err() {
+        if self.published.try_send((id, Instant::now())).is_err() {
             metrics::counter!("order_publish_flag_dropped_total").increment(1);
         }
         Ok(())
@@ -90,14 +97,40 @@ pub async fn xadd(redis: &RedisPool, stream: &str, ids: &[Uuid]) -> Result<()> {
         .context("Redis did not answer in time")?
 }
 
-async fn flush(pool: PgPool, mut rx: mpsc::Receiver<Uuid>) {
-    let mut batch = Vec::with_capacity(FLUSH_BATCH);
-    while rx.recv_many(&mut batch, FLUSH_BATCH).await > 0 {
+async fn flush(pool: PgPool, mut rx: mpsc::Receiver<(Uuid, Instant)>) {
+    // In publication order, so the oldest is first.
+    let mut waiting = VecDeque::new();
+    let mut received = Vec::with_capacity(FLUSH_BATCH);
+    let mut open = true;
+    while open || !waiting.is_empty() {
+        // Once the outbox is gone (shutdown), what is left is written at once.
+        if open {
+            let due = waiting.front().map(|(_, at)| *at + FLUSH_DELAY);
+            tokio::select! {
+                n = rx.recv_many(&mut received, FLUSH_BATCH) => {
+                    open = n > 0;
+                    waiting.extend(received.drain(..));
+                    continue;
+                }
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {}
+            }
+        }
+        let now = Instant::now();
+        let mut batch = Vec::with_capacity(FLUSH_BATCH);
+        while batch.len() < FLUSH_BATCH
+            && let Some((id, at)) = waiting.front()
+            && (*at + FLUSH_DELAY <= now || !open)
+        {
+            batch.push(*id);
+            waiting.pop_front();
+        }
+        if batch.is_empty() {
+            continue;
+        }
         if let Err(e) = db::mark_published(&pool, &batch).await {
             // Harmless: the sweep publishes these again and the mediator skips the duplicates.
             tracing::warn!(orders = batch.len(), "could not record publication: {e:#}");
         }
-        batch.clear();
     }
 }
 

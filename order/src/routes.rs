@@ -180,23 +180,20 @@ async fn show(
     ApiQuery(query): ApiQuery<ShowQuery>,
 ) -> Result<Json<OrderView>, ApiError> {
     let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
-    let mut order = db::find_user_order(&state.pool, &user.username, id)
+    // Park BEFORE the first read: a signal sent while it runs is not lost, and an order that is
+    // not final yet costs one more read, when it is (or at the deadline) — not two.
+    let mut parked = (!wait.is_zero()).then(|| state.signals.park(id));
+    let (mut order, mut saga) = db::find_user_order_with_log(&state.pool, &user.username, id)
         .await?
         .ok_or(OrderError::NotFound)?;
-    if !order.status.is_final() && !wait.is_zero() {
-        let mut parked = state.signals.park(id);
-        // Re-read after parking: a signal sent between the first read and parking is not lost.
-        order = db::find_user_order(&state.pool, &user.username, id)
+    if let Some(parked) = parked.as_mut()
+        && !order.status.is_final()
+    {
+        // Woken or not (a signal can be lost), what is stored is the answer.
+        parked.wait(wait).await;
+        (order, saga) = db::find_user_order_with_log(&state.pool, &user.username, id)
             .await?
             .ok_or(OrderError::NotFound)?;
-        if !order.status.is_final() {
-            // Woken or not (a signal can be lost), what is stored is the answer.
-            parked.wait(wait).await;
-            order = db::find_user_order(&state.pool, &user.username, id)
-                .await?
-                .ok_or(OrderError::NotFound)?;
-        }
     }
-    let saga = db::saga_log(&state.pool, id).await?;
     Ok(Json(OrderView::new(order, Some(saga))))
 }

@@ -109,8 +109,9 @@ async fn stream_order_ids(stream: &str) -> Vec<String> {
         .collect()
 }
 
+/// Within 5 s: the flag is written `outbox::FLUSH_DELAY` (1 s) after the publication.
 async fn eventually_published(pool: &PgPool, id: Uuid) -> bool {
-    for _ in 0..100 {
+    for _ in 0..250 {
         let order = db::find_order(pool, id).await.unwrap().unwrap();
         if order.published_at.is_some() {
             return true;

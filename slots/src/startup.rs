@@ -19,12 +19,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!();
 /// The courier step of the saga: book = hold `quantity` free couriers of the slot `resource`.
 pub static BOOKINGS: LedgerSpec = LedgerSpec {
     route: "bookings",
-    resource_table: "slots",
-    key_column: "slot",
-    key_type: "text",
-    available_column: "free_couriers",
     unknown_code: "slot_unavailable",
-    exhausted_code: "slot_unavailable",
     // A well-formed time we do not serve ("19:00") is still refused, by the database lookup.
     valid_key: |key| SlotTime::try_from(key.to_owned()).is_ok(),
 };

@@ -1,6 +1,6 @@
 //! The shop's public API as a client sees it — sign-up and token, wallet and deposits, catalog,
-//! orders and waiting for an order's final state — shared by `loadgen`, `chaos` and the end-to-end
-//! tests. It talks to one base URL per service ([`Endpoints`]): all the same behind the gateway,
+//! orders and waiting for an order's final state (long polls) — shared by `loadgen`, `chaos` and
+//! the end-to-end tests. It talks to one base URL per service ([`Endpoints`]): all the same behind the gateway,
 //! one per process in a test stack.
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -164,30 +164,18 @@ impl NewOrder {
     }
 }
 
-/// How [`ShopClient::wait_final`] polls: `initial`, then growing by `factor` up to `max`.
-#[derive(Debug, Clone, Copy)]
-pub struct Poll {
-    pub initial: Duration,
-    pub max: Duration,
-    pub factor: f64,
-}
-
-impl Default for Poll {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(5),
-            max: Duration::from_millis(50),
-            factor: 1.5,
-        }
-    }
-}
+/// The longest single long poll [`ShopClient::wait_final`] asks for (`?wait_ms=`); the order API
+/// accepts up to 30 s. Short enough that a lost final-state signal (the server then answers at
+/// the end of the wait) or a dropped connection costs little, long enough that a saga, which
+/// takes milliseconds, is normally seen in one request.
+pub const LONG_POLL: Duration = Duration::from_secs(5);
 
 /// The outcome of waiting for an order to be final.
 #[derive(Debug, Clone)]
 pub struct Waited {
     pub order: Order,
-    /// GETs made (the polling overhead).
-    pub polls: u32,
+    /// GETs made: 1 when the order became final within the first long poll.
+    pub requests: u32,
     /// GETs that failed transiently and were retried.
     pub transient_errors: u32,
 }
@@ -196,6 +184,8 @@ pub struct Waited {
 pub struct ShopClient {
     http: reqwest::Client,
     endpoints: Arc<Endpoints>,
+    /// The per-request timeout: a long poll must end well within it.
+    timeout: Duration,
 }
 
 impl ShopClient {
@@ -211,6 +201,7 @@ impl ShopClient {
         Ok(Self {
             http,
             endpoints: Arc::new(endpoints),
+            timeout,
         })
     }
 
@@ -382,12 +373,18 @@ impl ShopClient {
 
     /// GET /api/orders/{id} (with its saga steps).
     pub async fn order(&self, user: &User, id: &str) -> CallResult<Order> {
+        self.order_waiting(user, id, Duration::ZERO).await
+    }
+
+    /// GET /api/orders/{id}?wait_ms=N: the order as soon as it is final, or after `wait` (whole
+    /// milliseconds) as it is then. A zero `wait` is a plain read.
+    pub async fn order_waiting(&self, user: &User, id: &str, wait: Duration) -> CallResult<Order> {
+        let path = match wait.as_millis() {
+            0 => format!("/api/orders/{id}"),
+            ms => format!("/api/orders/{id}?wait_ms={ms}"),
+        };
         let req = self
-            .request(
-                Method::GET,
-                &self.endpoints.order,
-                &format!("/api/orders/{id}"),
-            )
+            .request(Method::GET, &self.endpoints.order, &path)
             .bearer_auth(&user.token);
         Ok(self
             .call(format!("order {id}"), req, &[StatusCode::OK])
@@ -432,40 +429,51 @@ impl ShopClient {
             .1)
     }
 
-    /// Polls GET /api/orders/{id} until the order is final or `timeout` passes (then the last
-    /// error, or a `Decode` error saying it is still not final). Transient failures (the order API
-    /// restarting) are retried and counted.
-    pub async fn wait_final(
-        &self,
-        user: &User,
-        id: &str,
-        poll: Poll,
-        timeout: Duration,
-    ) -> CallResult<Waited> {
+    /// Waits for the order to be final with long polls (GET /api/orders/{id}?wait_ms=N, N at
+    /// most [`LONG_POLL`], the time left and half the request timeout), re-issued until the order
+    /// is final or `timeout` passes (then the last error, or a `Decode` error saying it is still
+    /// not final). Transient failures (the order API restarting) are retried after a short,
+    /// growing pause, and counted.
+    pub async fn wait_final(&self, user: &User, id: &str, timeout: Duration) -> CallResult<Waited> {
+        // A server that ignores `wait_ms` answers at once: then pause this long between requests,
+        // so that it is polled, not hammered.
+        const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(10);
+        const BACKOFF_MIN: Duration = Duration::from_millis(20);
+        const BACKOFF_MAX: Duration = Duration::from_millis(500);
         let deadline = Instant::now() + timeout;
-        let mut delay = poll.initial;
-        let mut polls = 0;
+        let longest = LONG_POLL.min(self.timeout / 2);
+        let mut backoff = BACKOFF_MIN;
+        let mut requests = 0;
         let mut transient_errors = 0;
         loop {
-            tokio::time::sleep(delay).await;
-            delay = delay.mul_f64(poll.factor).min(poll.max);
-            polls += 1;
-            match self.order(user, id).await {
+            let asked = Instant::now();
+            let wait = deadline.saturating_duration_since(asked).min(longest);
+            requests += 1;
+            match self.order_waiting(user, id, wait).await {
                 Ok(order) if order.is_final() => {
                     return Ok(Waited {
                         order,
-                        polls,
+                        requests,
                         transient_errors,
                     });
                 }
-                Ok(order) if Instant::now() > deadline => {
+                Ok(order) if Instant::now() >= deadline => {
                     return Err(CallError::Decode {
                         what: format!("order {id}"),
                         detail: format!("still {} after {timeout:?}", order.status),
                     });
                 }
-                Ok(_) => {}
-                Err(e) if e.is_transient() && Instant::now() < deadline => transient_errors += 1,
+                Ok(_) => {
+                    backoff = BACKOFF_MIN;
+                    if asked.elapsed() < wait / 2 {
+                        tokio::time::sleep(EARLY_ANSWER_PAUSE).await;
+                    }
+                }
+                Err(e) if e.is_transient() && Instant::now() + backoff < deadline => {
+                    transient_errors += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -10,7 +10,7 @@
 use std::{collections::BTreeMap, time::Duration};
 use tools::{
     audit::{self, Baseline},
-    client::{NewOrder, Order, Poll, ShopClient, User},
+    client::{NewOrder, Order, ShopClient, User},
     stack::{Stack, StackConfig},
     workload::{CANNOT_RESERVE_ITEM, NO_DELIVERY_SLOT, NOT_ENOUGH_MONEY},
 };
@@ -84,7 +84,7 @@ impl Shop {
 
     async fn wait(&self, user: &User, id: &str) -> Order {
         self.client
-            .wait_final(user, id, Poll::default(), Duration::from_secs(30))
+            .wait_final(user, id, Duration::from_secs(30))
             .await
             .unwrap_or_else(|e| panic!("order {id} did not become final: {e}"))
             .order
