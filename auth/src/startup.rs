@@ -41,10 +41,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
     Ok(http::app(
         "auth",
         routes::public().with_state(state),
-        Readiness {
-            db: Some(pool),
-            redis: None,
-        },
+        Readiness::database(pool),
         &config.http,
     ))
 }

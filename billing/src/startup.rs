@@ -46,15 +46,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Router {
         .merge(internal)
         .with_state(state)
         .merge(ledger::router(Ledger::new(pool.clone(), &CHARGES), token));
-    http::app(
-        "billing",
-        api,
-        Readiness {
-            db: Some(pool),
-            redis: None,
-        },
-        &config.http,
-    )
+    http::app("billing", api, Readiness::database(pool), &config.http)
 }
 
 pub async fn run(

@@ -38,6 +38,24 @@ pub struct Readiness {
     pub redis: Option<RedisPool>,
 }
 
+impl Readiness {
+    /// A service whose only dependency is its database.
+    pub fn database(db: PgPool) -> Self {
+        Self {
+            db: Some(db),
+            redis: None,
+        }
+    }
+
+    /// A service that needs its database and Redis.
+    pub fn database_and_redis(db: PgPool, redis: RedisPool) -> Self {
+        Self {
+            db: Some(db),
+            redis: Some(redis),
+        }
+    }
+}
+
 /// Wraps a service's API router with the shared endpoints and layers.
 pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &HttpConfig) -> Router {
     let metrics = metrics_handle();

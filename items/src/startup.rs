@@ -36,15 +36,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Router {
             Ledger::new(pool.clone(), &RESERVATIONS),
             token,
         ));
-    http::app(
-        "items",
-        api,
-        Readiness {
-            db: Some(pool),
-            redis: None,
-        },
-        &config.http,
-    )
+    http::app("items", api, Readiness::database(pool), &config.http)
 }
 
 pub async fn run(

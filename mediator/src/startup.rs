@@ -40,10 +40,7 @@ pub async fn run(
         stop.clone(),
     );
 
-    let readiness = Readiness {
-        db: Some(pool),
-        redis: Some(redis),
-    };
+    let readiness = Readiness::database_and_redis(pool, redis);
     let app = http::app("mediator", Router::new(), readiness, &config.http);
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(

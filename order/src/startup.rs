@@ -59,10 +59,7 @@ fn build(
         signals,
     };
     let api = routes::public().with_state(state);
-    let readiness = Readiness {
-        db: Some(pool),
-        redis: Some(redis),
-    };
+    let readiness = Readiness::database_and_redis(pool, redis);
     (
         http::app("order", api, readiness, &config.http),
         flusher,

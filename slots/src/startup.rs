@@ -34,15 +34,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Router {
     let api = routes::public()
         .with_state(AppState { pool: pool.clone() })
         .merge(ledger::router(Ledger::new(pool.clone(), &BOOKINGS), token));
-    http::app(
-        "slots",
-        api,
-        Readiness {
-            db: Some(pool),
-            redis: None,
-        },
-        &config.http,
-    )
+    http::app("slots", api, Readiness::database(pool), &config.http)
 }
 
 pub async fn run(
