@@ -216,3 +216,26 @@ async fn paths_answer_with_and_without_trailing_slash_and_health_reports_ready()
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(unknown.json::<Value>().await.unwrap()["error"], "not_found");
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_changes_nothing() {
+    let app = spawn_app().await;
+    app.create_account("alice").await;
+    // Above the 64 KiB limit of the test config: refused before it is parsed.
+    let padding = "x".repeat(100 * 1024);
+    let r = app
+        .deposit("alice", json!({"amount": 50, "padding": padding}), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "payload_too_large"
+    );
+    let wallet: Value = app
+        .account("alice", Some("alice"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wallet["wallet"], 100.0);
+}

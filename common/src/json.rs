@@ -32,9 +32,14 @@ where
                 "expected a body with content-type application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), "unreadable_body", e.body_text()))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "unreadable_body"
+            };
+            ApiError::new(e.status(), code, e.body_text())
+        })?;
         parse(&bytes).map(ApiJson)
     }
 }
