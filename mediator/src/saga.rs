@@ -16,11 +16,19 @@
 //! # States
 //!
 //! `Pending -> Running(0) -> Running(1) -> Running(2) -> Completed`, or, on a rejection or an
-//! unknown outcome at step `k`: `-> Compensating -> Failed(reason)`. Compensation undoes, in
-//! reverse order, every step that succeeded AND the step whose outcome is unknown (it may have
-//! acted: its compensation releases the hold or leaves a tombstone that refuses a late action). A
-//! rejected step held nothing and is not compensated; if nothing at all is to be undone (the first
-//! step was rejected) the saga goes straight to `Failed`.
+//! unknown outcome at step `k`: `-> Compensating -> Failed(reason)`.
+//!
+//! - **Rejected at `k`**: steps `k-1 .. 0` are compensated, in reverse order. The rejected step
+//!   held nothing, and no run of this order can ever get past it: the participant recorded the
+//!   refusal and answers every later action for the order with it. If nothing at all is to be
+//!   undone (the first step was rejected) the saga goes straight to `Failed`.
+//! - **Unknown at `k`** (no answer until the step's deadline): EVERY step of the saga is
+//!   compensated, in reverse order, including those after `k` that this run never called. Step
+//!   `k` may have acted, and another run of the same order (an owner that was paused past its
+//!   claim time, a duplicate entry) may be going on beyond it. A compensation of a step that never
+//!   acted leaves a tombstone, and the tombstone is the fence: once the abort is recorded, any
+//!   later action of any run for this order is refused with `order_cancelled`, so nothing can be
+//!   taken after the order failed, whoever is still running.
 
 use order::db::Order;
 use std::borrow::Cow;
@@ -150,8 +158,9 @@ impl State {
             (State::Running(i), Event::StepRejected(_)) if *i < STEPS.len() => {
                 Some(Self::abort(*i, STEPS[*i].rejection_reason.into()))
             }
+            // Every step, not just 0..=i: see the module docs (the tombstones fence later steps).
             (State::Running(i), Event::StepUnknown) if *i < STEPS.len() => Some(Self::abort(
-                i + 1,
+                STEPS.len(),
                 unavailable_reason(STEPS[*i].participant).into(),
             )),
             (State::Compensating { remaining, reason }, Event::CompensationDone)
@@ -261,14 +270,13 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_outcome_is_compensated_too() {
+    fn an_unknown_outcome_compensates_every_step_later_ones_included() {
         for (k, step) in STEPS.iter().enumerate() {
             let mut events = vec![Event::Start];
             events.extend((0..k).map(|_| Event::StepSucceeded));
             events.push(Event::StepUnknown);
             let (undone, end) = compensations(run(events).unwrap());
-            let expected: Vec<usize> = (0..=k).rev().collect();
-            assert_eq!(undone, expected, "unknown at step {k}");
+            assert_eq!(undone, [2, 1, 0], "unknown at step {k}: all, in reverse");
             let reason = unavailable_reason(step.participant);
             assert_eq!(end, State::Failed(reason.into()));
         }

@@ -4,7 +4,10 @@
 
 mod support;
 
-use mediator::executor::{Disposition, Mode, UNPROCESSABLE_REASON};
+use mediator::{
+    executor::{Disposition, Mode, UNPROCESSABLE_REASON},
+    saga::STEPS,
+};
 use order::db::{self, Status};
 use std::time::Duration;
 use support::{
@@ -239,6 +242,52 @@ async fn a_lost_response_is_an_unknown_outcome_and_the_money_goes_back() {
     assert_eq!(fakes.items.hold(id), Some(Hold::Released));
 }
 
+/// Issue #9: an unknown outcome at ANY step aborts with every step compensated, later ones
+/// included, so that the tombstones refuse a late action of any other owner of the order.
+#[tokio::test]
+async fn after_an_unknown_outcome_a_late_action_of_any_step_is_refused() {
+    let (pool, _) = database().await;
+    for (k, step) in STEPS.iter().enumerate() {
+        let fakes = Fakes::start().await;
+        let fake = |i: usize| [&fakes.items, &fakes.slots, &fakes.billing][i];
+        // Step k applies, then answers 503 until the deadline: its outcome is unknown.
+        fake(k).always_put(Answer::ApplyThenFail(503));
+        let id = new_order(&pool).await;
+        let run = executor(&pool, &fakes.config(DEADLINE))
+            .run(id, Mode::Normal)
+            .await;
+        assert_eq!(run.unwrap(), Disposition::Final(Status::Failed), "step {k}");
+        let reason = format!("Service unavailable: {}", step.participant.name());
+        assert_eq!(status(&pool, id).await, (Status::Failed, Some(reason)));
+        let deletes: Vec<_> = fakes
+            .calls(id)
+            .into_iter()
+            .filter(|c| c.starts_with("DELETE"))
+            .collect();
+        assert_eq!(
+            deletes,
+            ["DELETE billing", "DELETE slots", "DELETE items"],
+            "unknown at step {k}: every step compensated, in reverse order"
+        );
+        // Another owner of the order, still running, now tries each step.
+        for (i, step) in STEPS.iter().enumerate() {
+            fake(i).always_put(Answer::Ok);
+            assert_eq!(
+                fake(i).late_action(step.route, id).await,
+                (409, Some("order_cancelled".to_owned())),
+                "unknown at step {k}: a late {} action must be refused",
+                step.route
+            );
+            let hold = fake(i).hold(id);
+            assert!(
+                matches!(hold, Some(Hold::Released | Hold::Cancelled)),
+                "unknown at step {k}: {} holds {hold:?}",
+                step.route
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_hanging_participant_times_out_into_an_unknown_outcome() {
     let (pool, _) = database().await;
@@ -254,8 +303,16 @@ async fn a_hanging_participant_times_out_into_an_unknown_outcome() {
         (Status::Failed, Some("Service unavailable: items".into()))
     );
     assert_eq!(fakes.calls(id).last().unwrap(), "DELETE items");
-    assert!(fakes.slots.calls(id).is_empty());
-    assert!(fakes.billing.calls(id).is_empty());
+    assert!(
+        fakes.slots.puts(id).is_empty(),
+        "no step after the unknown one"
+    );
+    assert!(
+        fakes.billing.puts(id).is_empty(),
+        "no step after the unknown one"
+    );
+    assert_eq!(fakes.billing.hold(id), Some(Hold::Cancelled), "fenced");
+    assert_eq!(fakes.slots.hold(id), Some(Hold::Cancelled), "fenced");
 }
 
 #[tokio::test]

@@ -166,6 +166,21 @@ impl FakeParticipant {
             .collect()
     }
 
+    /// Sends an action for `order_id` as a straggling owner of the order would, now, and returns
+    /// the answer's status and error code.
+    pub async fn late_action(&self, route: &str, order_id: Uuid) -> (u16, Option<String>) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/internal/{route}/{order_id}", self.url))
+            .header("x-internal-token", testing::INTERNAL_TOKEN)
+            .json(&json!({"resource": "late", "quantity": 1}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        (status, body["error"].as_str().map(str::to_owned))
+    }
+
     pub fn puts(&self, order_id: Uuid) -> Vec<Call> {
         self.journal
             .lock()
