@@ -9,7 +9,12 @@
 //!   pod keeps its CONSUMER_NAME), and periodically `XAUTOCLAIM`s entries idle for longer than
 //!   CLAIM_MIN_IDLE_MS (a dead consumer's, or its own whose run failed on an error). In-flight
 //!   entries are kept fresh by a heartbeat (`XCLAIM ... JUSTID`, which does not count as a
-//!   delivery) so that a long saga is not taken over while it runs.
+//!   delivery) so that a long saga is not taken over while it runs. The heartbeat is a task of its
+//!   own, started before anything else and stopped after the last saga: it never waits for a saga
+//!   slot or for recovery, so sagas stuck in compensation retries (holding every slot) or a large
+//!   backlog at start-up cannot starve it. It refreshes only entries this consumer still owns (one
+//!   atomic script), so it never takes back an entry another consumer claimed while this one was
+//!   paused; that other owner's run and this one then race safely (see `crate::executor`).
 //! - An entry without a valid order id, for an unknown order, or delivered more than
 //!   MAX_DELIVERIES times goes to the dead-letter stream before it is acknowledged; the order of
 //!   a repeatedly failing entry is undone and failed (see [`Mode::DeadLetter`]).
@@ -39,6 +44,30 @@ const READ_BLOCK: Duration = Duration::from_millis(1000);
 const RECOVER_BATCH: usize = 100;
 /// Pause after a Redis error in the read loop.
 const REDIS_RETRY: Duration = Duration::from_millis(500);
+/// Heartbeats per CLAIM_MIN_IDLE_MS: a couple may fail (a Redis blip) before an entry is claimable.
+const HEARTBEATS_PER_CLAIM_IDLE: u32 = 4;
+const MIN_HEARTBEAT: Duration = Duration::from_millis(25);
+
+/// `XCLAIM <stream> <group> <consumer> 0 <id> JUSTID` for each id still pending for this consumer,
+/// checked and claimed atomically; returns the ids that are not (claimed by another consumer, or
+/// no longer pending). JUSTID: not counted as a delivery.
+/// KEYS: stream. ARGV: group, consumer, ids...
+static HEARTBEAT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+        local lost = {}
+        for i = 3, #ARGV do
+            local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+            if p[1] and p[1][2] == ARGV[2] then
+                redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+            else
+                lost[#lost + 1] = ARGV[i]
+            end
+        end
+        return lost
+        ",
+    )
+});
 
 /// One stream entry, fields as text.
 #[derive(Debug, Clone)]
@@ -102,6 +131,9 @@ impl Consumer {
         if !this.create_group_until_done().await {
             return Ok(());
         }
+        // Until the last saga has ended, shutdown included.
+        let drained = CancellationToken::new();
+        let heartbeat = tokio::spawn(this.clone().heartbeat_loop(drained.clone()));
         if let Err(e) = this.recover_own().await {
             // Not fatal: the periodic claim takes them over once they are idle long enough.
             tracing::warn!("could not re-read this consumer's pending entries: {e:#}");
@@ -112,6 +144,8 @@ impl Consumer {
         tracing::info!("stopped reading; waiting for the sagas in flight");
         let all = u32::try_from(this.cfg.concurrency).unwrap_or(u32::MAX);
         let _drained = this.permits.acquire_many(all).await;
+        drained.cancel();
+        let _ = heartbeat.await;
         if let Err(e) = this.leave_group_if_idle().await {
             tracing::warn!("could not leave the consumer group: {e:#}");
         }
@@ -399,6 +433,22 @@ impl Inner {
             .collect())
     }
 
+    /// Refreshes the entries in flight here, a few times per CLAIM_MIN_IDLE_MS, until `drained`.
+    async fn heartbeat_loop(self: Arc<Self>, drained: CancellationToken) {
+        let every = (self.cfg.claim_min_idle / HEARTBEATS_PER_CLAIM_IDLE).max(MIN_HEARTBEAT);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = drained.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.heartbeat(every).await {
+                tracing::warn!("heartbeat of in-flight entries failed: {e:#}");
+            }
+        }
+    }
+
     async fn claim_loop(self: Arc<Self>) {
         let every = (self.cfg.claim_min_idle / 2).max(Duration::from_millis(50));
         let mut tick = tokio::time::interval(every);
@@ -407,9 +457,6 @@ impl Inner {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {}
-            }
-            if let Err(e) = self.heartbeat(every / 2).await {
-                tracing::warn!("heartbeat of in-flight entries failed: {e:#}");
             }
             if let Err(e) = self.claim_idle().await {
                 tracing::warn!("claiming idle entries failed: {e:#}");
@@ -420,8 +467,8 @@ impl Inner {
         }
     }
 
-    /// Resets the idle time of entries in flight here for at least `age`, so that no other
-    /// consumer takes them over while their saga runs. JUSTID: not counted as a delivery.
+    /// Resets the idle time of the entries in flight here for at least `age` that this consumer
+    /// still owns, so that no other consumer takes them over while their saga runs.
     async fn heartbeat(&self, age: Duration) -> Result<()> {
         let ids: Vec<String> = self
             .in_flight()
@@ -432,17 +479,20 @@ impl Inner {
         if ids.is_empty() {
             return Ok(());
         }
-        // Only entries idle for `age` are taken: one just claimed by another consumer stays there.
-        let _: Value = redis::cmd("XCLAIM")
-            .arg(&self.cfg.orders_stream)
+        let lost: Vec<String> = HEARTBEAT
+            .key(&self.cfg.orders_stream)
             .arg(&self.cfg.group)
             .arg(&self.cfg.consumer)
-            .arg(age.as_millis() as u64)
             .arg(&ids)
-            .arg("JUSTID")
-            .query_async(&mut *self.conn().await?)
+            .invoke_async(&mut *self.conn().await?)
             .await
-            .context("XCLAIM (heartbeat)")?;
+            .context("heartbeat script")?;
+        if !lost.is_empty() {
+            // Taken over while this process was paused (or acknowledged by another owner): its run
+            // here goes on, racing the other owner's safely.
+            tracing::warn!(entries = ?lost, "in-flight entries no longer owned by this consumer");
+            metrics::counter!("mediator_heartbeat_lost_entries_total").increment(lost.len() as u64);
+        }
         Ok(())
     }
 

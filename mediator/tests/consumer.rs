@@ -5,7 +5,7 @@
 mod support;
 
 use order::db::{self, Status};
-use redis::streams::{StreamPendingReply, StreamRangeReply};
+use redis::streams::{StreamPendingCountReply, StreamPendingReply, StreamRangeReply};
 use shop_common::{redis::RedisPool, testing};
 use sqlx::PgPool;
 use std::{
@@ -270,6 +270,82 @@ async fn a_dead_consumers_entries_are_taken_over() {
     })
     .await;
     mediator.stop().await.unwrap();
+}
+
+/// The consumer and delivery count of the one pending entry of `stream`.
+async fn pending_owner(redis: &RedisPool, stream: &str) -> Option<(String, usize)> {
+    let mut conn = redis.get().await.unwrap();
+    let reply: StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("mediator")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+    assert!(reply.ids.len() <= 1, "one entry at most: {:?}", reply.ids);
+    reply
+        .ids
+        .first()
+        .map(|p| (p.consumer.clone(), p.times_delivered))
+}
+
+/// Issue #9: heartbeats never wait for a saga slot. With its only slot held by a saga whose
+/// compensation keeps failing, a consumer still keeps its entry fresh, so no other consumer takes
+/// it over (a second live owner, and a delivery counted each time).
+#[tokio::test]
+async fn an_entry_stuck_in_compensation_retries_stays_with_its_consumer() {
+    let (pool, database) = database().await;
+    let fakes = Fakes::start().await;
+    // The item's outcome is unknown (503 until the step deadline), and undoing it fails for now.
+    fakes.items.always_put(Answer::Fail(503));
+    fakes.items.always_delete(Answer::Fail(503));
+    let redis = redis_pool();
+    let stream = unique("orders");
+    create_group(&redis, &stream).await;
+    let claim_min_idle = Duration::from_millis(300);
+    let mut mediators = Vec::new();
+    for name in ["first", "second"] {
+        let mut config = mediator_config(
+            database.clone(),
+            fakes.config(Duration::from_millis(200)),
+            &stream,
+            name,
+        );
+        config.stream.concurrency = 1;
+        config.stream.claim_min_idle = claim_min_idle;
+        mediators.push(start(config).await);
+    }
+    let id = new_order(&pool).await;
+    publish(&redis, &stream, id).await;
+    eventually(WAIT, "the order is compensating", || async {
+        status(&pool, id).await.0 == Status::Compensating
+    })
+    .await;
+    let owner = pending_owner(&redis, &stream)
+        .await
+        .expect("a pending entry");
+    assert_eq!(owner.1, 1, "{owner:?}");
+    // Nothing may change while the compensation keeps failing: ten claim periods.
+    tokio::time::sleep(claim_min_idle * 10).await;
+    assert_eq!(status(&pool, id).await.0, Status::Compensating);
+    assert_eq!(
+        pending_owner(&redis, &stream).await,
+        Some(owner),
+        "the entry was taken over from a live consumer"
+    );
+    fakes.items.always_delete(Answer::Ok);
+    eventually(WAIT, "the order failed", || is_final(&pool, id)).await;
+    assert_eq!(status(&pool, id).await.0, Status::Failed);
+    assert_eq!(fakes.items.hold(id), Some(Hold::Cancelled));
+    eventually(WAIT, "acknowledged", || async {
+        pending(&redis, &stream).await == 0
+    })
+    .await;
+    for mediator in mediators {
+        mediator.stop().await.unwrap();
+    }
 }
 
 #[tokio::test]

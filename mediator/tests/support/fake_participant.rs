@@ -132,6 +132,12 @@ impl FakeParticipant {
         s.put_default = Some(answer);
     }
 
+    pub fn always_delete(&self, answer: Answer) {
+        let mut s = self.script.lock().unwrap();
+        s.delete.clear();
+        s.delete_default = Some(answer);
+    }
+
     pub fn script_deletes(&self, answers: impl IntoIterator<Item = Answer>) {
         self.script.lock().unwrap().delete.extend(answers);
     }
