@@ -291,3 +291,10 @@ proptest! {
         testing::block_on(check(s));
     }
 }
+
+#[tokio::test]
+async fn a_replayed_charge_with_other_terms_is_refused() {
+    let app = alice_with(10_000).await;
+    ledger::a_replay_with_other_terms_is_refused(&app, "alice", "bob", 1250).await;
+    assert_eq!(app.wallet("alice").await, 10_000);
+}

@@ -16,6 +16,8 @@
 //!   row (waiting for an in-flight claim to finish) and returns the recorded outcome instead. Only
 //!   the claimant then takes the quantity, with a conditional UPDATE (concurrent actions can never
 //!   overdraw), and records `held` or the rejection in the same transaction;
+//! - a duplicate with other terms than recorded (another resource or quantity for the same
+//!   order) is not a replay: it is refused with 422 `hold_mismatch` and changes nothing;
 //! - a compensation inserts a tombstone or flips `held` to `released` (waiting on the row, so it
 //!   sees an in-flight action's result), and gives the quantity back in the same transaction. After
 //!   it, any action for that order finds the row and is refused with `order_cancelled`.
@@ -44,6 +46,7 @@ use anyhow::{Context, Result};
 use axum::{
     Json, Router,
     extract::State,
+    http::StatusCode,
     middleware,
     response::{IntoResponse, Response},
     routing::put,
@@ -67,6 +70,11 @@ pub struct LedgerSpec {
 
 /// Rejection of an action whose order was already compensated.
 pub const ORDER_CANCELLED: &str = "order_cancelled";
+
+/// Refusal (422) of an action repeated with other terms than those recorded for its order: a
+/// contract error, not a business outcome. The mediator counts it as an unknown outcome, so the
+/// saga aborts and compensates every step, the recorded hold included.
+pub const HOLD_MISMATCH: &str = "hold_mismatch";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +105,14 @@ impl HoldRecord {
             quantity: row.try_get("quantity")?,
             error_code: row.try_get("error_code")?,
         })
+    }
+
+    /// Whether an action for this order with these terms would be a replay of another action:
+    /// only an action's outcome (held or rejected) has terms to compare; a compensated order
+    /// refuses every action with `order_cancelled`, whatever its terms.
+    pub fn conflicts_with(&self, resource: &str, quantity: i64) -> bool {
+        matches!(self.state, HoldState::Held | HoldState::Rejected)
+            && (self.resource.as_deref() != Some(resource) || self.quantity != quantity)
     }
 
     /// The business rejection an action answer carries, if any.
@@ -131,9 +147,14 @@ impl Ledger {
         self.spec
     }
 
-    /// The action: take `quantity` of `resource` for `order_id`, or return what was recorded.
+    /// The action: take `quantity` of `resource` for `order_id`, or return what was recorded
+    /// (which may be for other terms: see [`HoldRecord::conflicts_with`]).
     pub async fn hold(&self, order_id: Uuid, resource: &str, quantity: i64) -> Result<HoldRecord> {
         if !(self.spec.valid_key)(resource) {
+            // Refused without a row, unless the order has one: then that is the answer.
+            if let Some(recorded) = self.get(order_id).await? {
+                return Ok(recorded);
+            }
             return Ok(HoldRecord {
                 order_id,
                 state: HoldState::Rejected,
@@ -206,6 +227,22 @@ async fn act(
         ));
     }
     let record = ledger.hold(order_id, &req.resource, req.quantity).await?;
+    if record.conflicts_with(&req.resource, req.quantity) {
+        metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => "mismatch")
+            .increment(1);
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            HOLD_MISMATCH,
+            format!(
+                "order {order_id}: {} already recorded for {:?} x {}, not {:?} x {}",
+                ledger.spec.route,
+                record.resource.as_deref().unwrap_or_default(),
+                record.quantity,
+                req.resource,
+                req.quantity
+            ),
+        ));
+    }
     let outcome = if record.rejection().is_some() {
         "rejected"
     } else {

@@ -143,3 +143,8 @@ async fn the_ledger_requires_the_internal_token() {
 async fn reservations_racing_their_releases_never_fail() {
     ledger::holds_racing_their_releases_never_fail(&spawn_app(3).await, "2", 1).await;
 }
+
+#[tokio::test]
+async fn a_replayed_reservation_with_other_terms_is_refused() {
+    ledger::a_replay_with_other_terms_is_refused(&spawn_app(10).await, "4", "5", 2).await;
+}

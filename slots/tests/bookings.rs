@@ -133,3 +133,8 @@ async fn the_ledger_requires_the_internal_token() {
 async fn bookings_racing_their_releases_never_fail() {
     ledger::holds_racing_their_releases_never_fail(&spawn_app(3).await, "03:00", 1).await;
 }
+
+#[tokio::test]
+async fn a_replayed_booking_with_other_terms_is_refused() {
+    ledger::a_replay_with_other_terms_is_refused(&spawn_app(10).await, "05:00", "06:00", 1).await;
+}

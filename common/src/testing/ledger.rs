@@ -32,6 +32,9 @@ pub struct Contract {
 /// Rejection of an action whose order was already compensated.
 pub const ORDER_CANCELLED: &str = "order_cancelled";
 
+/// Refusal of an action repeated with other terms than those recorded for its order.
+pub const HOLD_MISMATCH: &str = "hold_mismatch";
+
 /// A client for one participant's ledger endpoints, sending the test internal token.
 #[derive(Clone)]
 pub struct LedgerClient {
@@ -149,6 +152,41 @@ pub async fn repeated_release_gives_back_once(p: &impl Participant, resource: &s
     assert_eq!(ledger.recorded(order).await, (200, released));
     let late = ledger.hold(order, resource, quantity).await;
     assert_eq!((late.0, code(&late)), (409, ORDER_CANCELLED));
+    assert_eq!(p.available(resource).await, before);
+}
+
+/// A replay of an action with other terms than recorded (another resource, another quantity) is a
+/// contract error, 422 `hold_mismatch`, never the recorded grant as if it matched; it takes nothing
+/// and leaves the recorded hold as it was. A compensated order still refuses any action with
+/// `order_cancelled`, whatever its terms.
+pub async fn a_replay_with_other_terms_is_refused(
+    p: &impl Participant,
+    resource: &str,
+    other_resource: &str,
+    quantity: i64,
+) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    let grant = granted(order, resource, quantity);
+    assert_eq!(ledger.hold(order, resource, quantity).await, grant);
+    for (r, q) in [
+        (resource, quantity + 1),
+        (other_resource, quantity),
+        ("", quantity),
+    ] {
+        let replay = ledger.hold(order, r, q).await;
+        assert_eq!(
+            (replay.0, code(&replay)),
+            (422, HOLD_MISMATCH),
+            "replay with {r:?} x {q}: {replay:?}"
+        );
+    }
+    assert_eq!(p.available(resource).await, before - quantity);
+    assert_eq!(ledger.recorded(order).await, grant);
+    assert_eq!(ledger.hold(order, resource, quantity).await, grant);
+    ledger.release(order).await;
+    let late = ledger.hold(order, other_resource, quantity + 1).await;
+    assert_eq!((late.0, code(&late)), (409, ORDER_CANCELLED), "{late:?}");
     assert_eq!(p.available(resource).await, before);
 }
 
