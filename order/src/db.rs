@@ -214,24 +214,48 @@ pub async fn lock_unpublished(
     .context("finding unpublished orders")
 }
 
-/// Locks up to `limit` orders that were published more than `older_than` ago and are still not
-/// final, skipping rows another sweeper holds. Call inside a transaction.
-pub async fn lock_stale(
+/// Locks up to `limit` orders that are still not final and were published before `before` (or, with
+/// `with_unflagged`, whose publication flag is not written yet), skipping rows another sweeper
+/// holds. Call inside a transaction.
+pub async fn lock_unfinished(
     db: impl PgExecutor<'_>,
-    older_than: Duration,
+    before: OffsetDateTime,
+    with_unflagged: bool,
     limit: i64,
 ) -> Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT id FROM orders \
          WHERE status IN ('pending', 'compensating') \
-           AND published_at < now() - make_interval(secs => $1) \
-         ORDER BY published_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+           AND (published_at < $1 OR ($2 AND published_at IS NULL)) \
+         ORDER BY published_at NULLS LAST LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
-    .bind(older_than.as_secs_f64())
+    .bind(before)
+    .bind(with_unflagged)
     .bind(limit)
     .fetch_all(db)
     .await
-    .context("finding stale orders")
+    .context("finding unfinished orders")
+}
+
+/// The Redis run id recorded by [`record_redis_run`], if any.
+pub async fn recorded_redis_run(db: impl PgExecutor<'_>) -> Result<Option<String>> {
+    sqlx::query_scalar("SELECT run_id FROM outbox_redis_run")
+        .fetch_optional(db)
+        .await
+        .context("reading the recorded Redis run id")
+}
+
+/// Records `run_id` as the Redis that holds every unfinished order's stream entry.
+pub async fn record_redis_run(db: impl PgExecutor<'_>, run_id: &str) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO outbox_redis_run (run_id) VALUES ($1) \
+         ON CONFLICT (singleton) DO UPDATE SET run_id = EXCLUDED.run_id, seen_at = now()",
+    )
+    .bind(run_id)
+    .execute(db)
+    .await
+    .context("recording the Redis run id")?;
+    Ok(())
 }
 
 /// Records that these orders were just published again.

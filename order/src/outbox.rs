@@ -7,16 +7,20 @@
 //! still unpublished after REPUBLISH_AFTER_SECS: Redis was down at the POST, the process died
 //! between the INSERT and the XADD, or the flag write was lost. A second, slower net re-publishes
 //! orders published long ago (REPUBLISH_STALE_AFTER_SECS) that are still not final: their entry
-//! was lost with Redis's data (a Redis restarted without its append-only file), or never made
-//! progress for a reason nobody foresaw. The cost of that safety is an occasional duplicate stream
-//! entry, which the mediator tolerates (REPUBLISH_AFTER_SECS should stay well above
-//! [`FLUSH_DELAY`], or unfinished orders are published twice).
+//! never made progress for a reason nobody foresaw. Entries lost with Redis's data (a restart
+//! that lost the tail of the append-only file, or all of it; the stream deleted) are not left to
+//! that slow net: every sweep tick checks which Redis process holds the stream, and when it is
+//! not the one recorded, or the stream is gone, every unfinished order is published again at once
+//! ([`recover_lost_entries`]). The cost of that safety is an occasional duplicate stream entry,
+//! which the mediator tolerates (REPUBLISH_AFTER_SECS should stay well above [`FLUSH_DELAY`], or
+//! unfinished orders are published twice).
 
 use crate::db;
 use anyhow::{Context, Result};
 use shop_common::redis::RedisPool;
 use sqlx::PgPool;
 use std::{collections::VecDeque, sync::Arc, time::Duration};
+use time::OffsetDateTime;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -166,20 +170,101 @@ pub async fn sweep_stale_once(
     stream: &str,
     older_than: Duration,
 ) -> Result<usize> {
-    let mut tx = pool.begin().await.context("starting a stale sweep")?;
-    let ids = db::lock_stale(&mut *tx, older_than, SWEEP_BATCH).await?;
+    let before = OffsetDateTime::now_utc() - older_than;
+    let n = republish_unfinished(pool, redis, stream, before, false).await?;
+    if n > 0 {
+        metrics::counter!("order_republished_stale_total").increment(n as u64);
+        tracing::warn!(
+            orders = n,
+            "re-published orders unfinished long after publication"
+        );
+    }
+    Ok(n)
+}
+
+/// Publishes again one batch of unfinished orders published before `before` (and, with
+/// `with_unflagged`, those whose publication flag is not written yet); returns how many.
+async fn republish_unfinished(
+    pool: &PgPool,
+    redis: &RedisPool,
+    stream: &str,
+    before: OffsetDateTime,
+    with_unflagged: bool,
+) -> Result<usize> {
+    let mut tx = pool.begin().await.context("starting a re-publication")?;
+    let ids = db::lock_unfinished(&mut *tx, before, with_unflagged, SWEEP_BATCH).await?;
     if ids.is_empty() {
         return Ok(0);
     }
     xadd(redis, stream, &ids).await?;
     db::mark_republished(&mut *tx, &ids).await?;
-    tx.commit().await.context("committing a stale sweep")?;
-    metrics::counter!("order_republished_stale_total").increment(ids.len() as u64);
-    tracing::warn!(
-        orders = ids.len(),
-        "re-published orders unfinished long after publication"
-    );
+    tx.commit().await.context("committing a re-publication")?;
     Ok(ids.len())
+}
+
+/// Where the stream's entries live: the Redis process (its run id, new at every start) and
+/// whether the stream exists in it.
+async fn stream_home(redis: &RedisPool, stream: &str) -> Result<(String, bool)> {
+    let mut conn = redis.get().await.context("taking a Redis connection")?;
+    let (info, exists): (String, bool) = ::redis::pipe()
+        .cmd("INFO")
+        .arg("server")
+        .cmd("EXISTS")
+        .arg(stream)
+        .query_async(&mut *conn)
+        .await
+        .context("INFO server + EXISTS")?;
+    let run_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .context("no run_id in INFO server")?;
+    Ok((run_id.trim().to_owned(), exists))
+}
+
+/// Notices that Redis may have lost stream entries, and then publishes every unfinished order
+/// again at once. Evidence of a loss: the stream is gone (deleted, or Redis restarted without
+/// its data), or Redis is another process than the one last recorded in the database (a restart
+/// may lose the last second of the append-only file; a fail-over, whatever the replica had not
+/// received). A restart that lost nothing costs one duplicate entry per unfinished order, which
+/// the mediator skips. `known` is the run id this process last checked.
+pub async fn recover_lost_entries(
+    pool: &PgPool,
+    redis: &RedisPool,
+    stream: &str,
+    known: &mut Option<String>,
+) -> Result<usize> {
+    let (run_id, exists) = stream_home(redis, stream).await?;
+    if exists && known.as_deref() == Some(run_id.as_str()) {
+        return Ok(0);
+    }
+    if exists && db::recorded_redis_run(pool).await?.as_deref() == Some(run_id.as_str()) {
+        *known = Some(run_id);
+        return Ok(0);
+    }
+    // Everything published before now; entries published meanwhile are in this Redis already.
+    // Orders whose flag is not written yet may have been published into the lost tail, too.
+    let before = OffsetDateTime::now_utc();
+    let mut total = 0;
+    loop {
+        let n = republish_unfinished(pool, redis, stream, before, true).await?;
+        total += n;
+        if (n as i64) < SWEEP_BATCH {
+            break;
+        }
+    }
+    // Recorded only once all are out again: a failure above retries everything next tick.
+    db::record_redis_run(pool, &run_id).await?;
+    *known = Some(run_id);
+    if total > 0 {
+        metrics::counter!("order_republished_after_loss_total").increment(total as u64);
+        tracing::warn!(
+            orders = total,
+            stream_existed = exists,
+            "Redis may have lost stream entries (new Redis process or no stream): \
+             re-published every unfinished order"
+        );
+    }
+    Ok(total)
 }
 
 /// When each sweep considers an order.
@@ -201,10 +286,16 @@ pub async fn run_sweeper(
 ) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut known_redis: Option<String> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Err(e) = recover_lost_entries(&pool, &redis, &stream, &mut known_redis).await {
+            tracing::warn!(
+                "checking Redis for lost stream entries failed, retrying next tick: {e:#}"
+            );
         }
         loop {
             match sweep_once(&pool, &redis, &stream, after.unpublished).await {

@@ -566,6 +566,138 @@ async fn an_order_unfinished_long_after_publication_is_published_again() {
     assert_eq!(swept, 0);
 }
 
+/// Starts the sweeper of `app` (stale re-publication far off, as by default).
+fn sweeper(
+    app: &App,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(outbox::run_sweeper(
+        app.pool.clone(),
+        redis_pool(),
+        app.stream.clone(),
+        outbox::SweepAfter {
+            unpublished: Duration::from_secs(5),
+            stale: Duration::from_secs(300),
+        },
+        stop.clone(),
+    ));
+    (stop, task)
+}
+
+/// Polls the stream until `id` has `n` entries in it, for at most 10 s (the sweep runs every
+/// second); false if it never does.
+async fn eventually_entries(stream: &str, id: Uuid, n: usize) -> bool {
+    for _ in 0..100 {
+        let ids = stream_order_ids(stream).await;
+        if ids.iter().filter(|e| **e == id.to_string()).count() >= n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A published order, and one completed.
+async fn unfinished_and_finished(app: &App) -> (Uuid, Uuid) {
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let body: Json = app
+            .post("alice", &good_order(), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+        assert!(eventually_published(&app.pool, id).await);
+        ids.push(id);
+    }
+    let (unfinished, finished) = (ids[0], ids[1]);
+    let completed = db::transition(
+        &app.pool,
+        finished,
+        db::Status::Pending,
+        db::Status::Completed,
+        None,
+        &[],
+    );
+    assert!(completed.await.unwrap());
+    (unfinished, finished)
+}
+
+/// Issue #9: a Redis other than the one that held the stream (restarted, possibly without the
+/// tail of its append-only file) gets every unfinished order again at once, not after
+/// REPUBLISH_STALE_AFTER_SECS.
+#[tokio::test]
+async fn after_a_redis_restart_unfinished_orders_are_published_again_at_once() {
+    let app = start().await;
+    let (unfinished, finished) = unfinished_and_finished(&app).await;
+    // The outbox last saw another Redis process, and this one lost the entries.
+    db::record_redis_run(&app.pool, "a-redis-before-its-restart")
+        .await
+        .unwrap();
+    redis_del(&app.stream).await;
+    let (stop, task) = sweeper(&app);
+    assert!(
+        eventually_entries(&app.stream, unfinished, 1).await,
+        "the unfinished order was not published again"
+    );
+    let recorded = db::recorded_redis_run(&app.pool).await.unwrap().unwrap();
+    assert_ne!(recorded, "a-redis-before-its-restart");
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(
+        stream_order_ids(&app.stream).await,
+        [unfinished.to_string()]
+    );
+    assert!(
+        !stream_order_ids(&app.stream)
+            .await
+            .contains(&finished.to_string())
+    );
+}
+
+/// Issue #9: the stream deleted under a running outbox (same Redis process): every unfinished
+/// order is published again at once.
+#[tokio::test]
+async fn after_the_stream_is_lost_unfinished_orders_are_published_again_at_once() {
+    let app = start().await;
+    let (unfinished, finished) = unfinished_and_finished(&app).await;
+    let (stop, task) = sweeper(&app);
+    // The sweeper has recorded this Redis (its first check may publish once more: it had none).
+    for _ in 0..100 {
+        if db::recorded_redis_run(&app.pool).await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(db::recorded_redis_run(&app.pool).await.unwrap().is_some());
+    redis_del(&app.stream).await;
+    assert!(
+        eventually_entries(&app.stream, unfinished, 1).await,
+        "the unfinished order was not published again"
+    );
+    stop.cancel();
+    task.await.unwrap();
+    assert!(
+        !stream_order_ids(&app.stream)
+            .await
+            .contains(&finished.to_string())
+    );
+}
+
+async fn redis_del(key: &str) {
+    let pool = redis_pool();
+    let mut conn = pool.get().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(key)
+        .query_async(&mut *conn)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn a_long_poll_answers_when_the_order_becomes_final() {
     let app = start().await;
