@@ -18,7 +18,8 @@
 # Environment: E2E_PROFILE debug (default: reuses what nextest built, much faster on 2 cores) or
 # release — the cargo profile of the e2e stack. `make run` and `make bench` always use release.
 #              TEST_SKIP   space-separated step names to skip, e.g. TEST_SKIP="chaos newman"
-#                          (for local iterations; CI skips nothing).
+#                          (for local iterations). With CI set (.ci/run sets it), any skipped
+#                          step — by TEST_SKIP or a missing script — fails the run.
 # Everything test.sh started is stopped on exit, failure or Ctrl-C included.
 set -euo pipefail
 
@@ -52,6 +53,12 @@ step_end() { # RESULT (PASS|SKIP)
 }
 step_skip() { # NAME WHY
   printf '\n%s======== [%s] skipped: %s ========%s\n' "$B" "$1" "$2" "$N"
+  if [[ -n "${CI:-}" ]]; then
+    # A green CI run must mean every kind of check ran.
+    err "CI=$CI: no step may be skipped, but [$1] was ($2)"
+    STEP_NAMES+=("$1"); STEP_RESULTS+=("FAIL"); STEP_TIMES+=(0)
+    exit 1
+  fi
   STEP_NAMES+=("$1"); STEP_RESULTS+=("SKIP"); STEP_TIMES+=(0)
 }
 
