@@ -723,11 +723,6 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
         }
     });
     // What the mediator does: store the final state, then signal it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !waiting.is_finished(),
-        "the long poll waits while the order is pending"
-    );
     let moved = db::transition(
         &app.pool,
         id,
@@ -739,17 +734,25 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
     .await
     .unwrap();
     assert!(moved);
+    // The poll may not be listening yet when a signal is sent (the signal is a hint: a reader
+    // that misses it answers at its deadline), so signal until it answers, for at most 10 s:
+    // well before its own 20 s deadline.
     let mut conn = redis_pool().get().await.unwrap();
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(outbox::final_channel(&app.stream))
-        .arg(id.to_string())
-        .query_async(&mut *conn)
-        .await
-        .unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("the signal ends the long poll well before its 20 s")
-        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !waiting.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the signal did not end the long poll within 10 s"
+        );
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(outbox::final_channel(&app.stream))
+            .arg(id.to_string())
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = waiting.await.unwrap();
     assert_eq!(answer["status"], "completed");
     assert_eq!(answer["success"], true);
 }

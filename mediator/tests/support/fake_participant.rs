@@ -23,7 +23,7 @@ use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub enum Answer {
     Hang,
     /// Answer as `Ok`, after a pause.
     Delay(Duration),
+    /// Answer as `Ok` once the test opens the gate ([`FakeParticipant::open_gate`]).
+    Gated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,9 @@ pub type Journal = Arc<Mutex<Vec<Call>>>;
 
 #[derive(Default)]
 struct Script {
+    /// Set once the gate is open: `Gated` answers wait for it.
+    gate: Arc<tokio::sync::Notify>,
+    gate_open: bool,
     put: VecDeque<Answer>,
     put_default: Option<Answer>,
     delete: VecDeque<Answer>,
@@ -91,9 +96,20 @@ impl FakeParticipant {
         Self::serve_on(name, journal, listener, Arc::default())
     }
 
-    /// Serves on `port` (for a participant that comes back after being down).
-    pub async fn start_on(name: &'static str, journal: Journal, port: u16) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    /// A loopback address where nothing listens yet (connections are refused), kept for this
+    /// test alone: the socket is bound but not listening, so no other process can take the port
+    /// before [`FakeParticipant::start_on`] serves on it.
+    pub fn reserve_address() -> (TcpSocket, String) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = format!("http://{}", socket.local_addr().unwrap());
+        (socket, url)
+    }
+
+    /// Serves on a socket from [`FakeParticipant::reserve_address`] (a participant that comes
+    /// back after being down).
+    pub fn start_on(name: &'static str, journal: Journal, socket: TcpSocket) -> Self {
+        let listener = socket.listen(128).unwrap();
         Self::serve_on(name, journal, listener, Arc::default())
     }
 
@@ -130,6 +146,13 @@ impl FakeParticipant {
         let mut s = self.script.lock().unwrap();
         s.put.clear();
         s.put_default = Some(answer);
+    }
+
+    /// Lets every `Gated` answer, waiting or to come, go ahead.
+    pub fn open_gate(&self) {
+        let mut s = self.script.lock().unwrap();
+        s.gate_open = true;
+        s.gate.notify_waiters();
     }
 
     pub fn always_delete(&self, answer: Answer) {
@@ -251,12 +274,37 @@ async fn act(
             tokio::time::sleep(d).await;
             apply(&ctx, order_id, None)
         }
+        Answer::Gated => {
+            gate(&ctx).await;
+            apply(&ctx, order_id, None)
+        }
         Answer::Ok => apply(&ctx, order_id, None),
         Answer::Reject(code) => apply(&ctx, order_id, Some(code)),
         Answer::ApplyThenFail(code) => {
             apply(&ctx, order_id, None);
             status(code)
         }
+    }
+}
+
+/// Waits until the test opens the gate.
+async fn gate(ctx: &Ctx) {
+    loop {
+        let gate = {
+            let s = ctx.script.lock().unwrap();
+            if s.gate_open {
+                return;
+            }
+            s.gate.clone()
+        };
+        let opened = gate.notified();
+        tokio::pin!(opened);
+        // Registered before the re-check, so an opening in between is not missed.
+        opened.as_mut().enable();
+        if ctx.script.lock().unwrap().gate_open {
+            return;
+        }
+        opened.await;
     }
 }
 
@@ -300,12 +348,28 @@ async fn compensate(
     match answer {
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
-            return status(500);
+            status(500)
         }
-        Answer::Fail(code) => return status(code),
-        Answer::Delay(d) => tokio::time::sleep(d).await,
-        _ => {}
+        Answer::Fail(code) => status(code),
+        Answer::Reject(code) => refusal(code),
+        Answer::Delay(d) => {
+            tokio::time::sleep(d).await;
+            release(&ctx, order_id)
+        }
+        Answer::Gated => {
+            gate(&ctx).await;
+            release(&ctx, order_id)
+        }
+        Answer::Ok => release(&ctx, order_id),
+        Answer::ApplyThenFail(code) => {
+            release(&ctx, order_id);
+            status(code)
+        }
     }
+}
+
+/// The compensation: releases a hold or leaves a tombstone; idempotent.
+fn release(ctx: &Ctx, order_id: Uuid) -> Response {
     let mut s = ctx.script.lock().unwrap();
     let entry = s.holds.entry(order_id).or_insert((Hold::Cancelled, None));
     if entry.0 == Hold::Held {
