@@ -204,3 +204,39 @@ pub async fn bind(http: &HttpConfig) -> Result<TcpListener> {
         .await
         .with_context(|| format!("binding {}", http.listen_addr))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A handler slower than REQUEST_TIMEOUT_MS answers 503 `timeout` in the shop's error shape,
+    /// after the timeout, not after the handler.
+    #[tokio::test]
+    async fn a_request_slower_than_the_timeout_is_a_503() {
+        let http = HttpConfig {
+            request_timeout: Duration::from_millis(50),
+            ..HttpConfig::for_tests()
+        };
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "too late"
+            }),
+        );
+        let app = app("test", slow, Readiness::default(), &http);
+        let request = Request::builder().uri("/slow").body(Body::empty()).unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(30), app.oneshot(request))
+            .await
+            .expect("answered by the timeout, not by the handler")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: crate::error::ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body.error, "timeout");
+    }
+}
