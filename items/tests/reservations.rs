@@ -8,8 +8,9 @@ mod common;
 use common::{spawn_app, spawn_on};
 use serde_json::Value;
 use shop_common::testing::{
-    code,
+    self, code,
     ledger::{self, Participant, granted},
+    outage::Link,
 };
 use uuid::Uuid;
 
@@ -142,4 +143,15 @@ async fn the_ledger_requires_the_internal_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reservations_racing_their_releases_never_fail() {
     ledger::holds_racing_their_releases_never_fail(&spawn_app(3).await, "2", 1).await;
+}
+
+#[tokio::test]
+async fn with_its_database_down_items_answers_503_unavailable() {
+    let (link, database) = Link::to_database(&testing::fresh_database().await).await;
+    let app = spawn_on(database, 10).await;
+    let catalog = app
+        .service
+        .http
+        .get(format!("{}/api/items", app.service.base));
+    ledger::a_database_outage_is_503_until_it_is_back(&app, &link, catalog, "3", 1).await;
 }
