@@ -2,9 +2,10 @@
 //! memory and takes tens of milliseconds of CPU, so it runs off the async runtime, at most
 //! `permits` at a time (from the cores and the memory budget), each in a working buffer kept for
 //! reuse: a burst of logins costs at most `permits` buffers, allocated once, instead of one fresh
-//! 19 MiB allocation per request that the allocator keeps after the burst. A request that finds
-//! every permit taken waits a bounded time, in a bounded queue, then is refused as overloaded
-//! (a 503 with `Retry-After`).
+//! 19 MiB allocation per request that the allocator keeps after the burst. Buffers idle for
+//! [`KEEP_IDLE_BUFFERS`] are freed, so the memory goes back once a burst is over. A request that
+//! finds every permit taken waits a bounded time, in a bounded queue, then is refused as
+//! overloaded (a 503 with `Retry-After`).
 
 use anyhow::{Context, anyhow};
 use argon2::{
@@ -13,10 +14,10 @@ use argon2::{
 };
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, Weak,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -25,6 +26,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// own parameters, and are verified with those.
 pub const PARAMS: (u32, u32, u32) = (19 * 1024, 2, 1);
 const OUTPUT_LEN: usize = 32;
+
+/// How long working buffers outlive the last hash: across a burst they are reused, after it freed.
+const KEEP_IDLE_BUFFERS: Duration = Duration::from_secs(5);
 
 /// Memory one hash with [`PARAMS`] needs, in MiB (rounded up).
 pub const HASH_MIB: usize = (PARAMS.0 as usize).div_ceil(1024);
@@ -75,8 +79,9 @@ struct Inner {
     waiting: AtomicUsize,
     max_waiting: usize,
     max_wait: Duration,
-    /// Working buffers of finished hashes; never more than `size` (one per permit).
-    buffers: Mutex<Vec<Vec<Block>>>,
+    /// Working buffers of finished hashes (never more than `size`, one per permit), and when the
+    /// last one was put back.
+    buffers: Mutex<(Vec<Vec<Block>>, Instant)>,
 }
 
 impl Passwords {
@@ -90,16 +95,18 @@ impl Passwords {
             memory_budget_mib = config.memory_budget_mib,
             "password hashing bounded"
         );
-        Self {
+        let passwords = Self {
             inner: Arc::new(Inner {
                 permits: Arc::new(Semaphore::new(size)),
                 size,
                 waiting: AtomicUsize::new(0),
                 max_waiting: config.max_waiting,
                 max_wait: config.max_wait,
-                buffers: Mutex::new(Vec::with_capacity(size)),
+                buffers: Mutex::new((Vec::with_capacity(size), Instant::now())),
             }),
-        }
+        };
+        tokio::spawn(free_idle_buffers(Arc::downgrade(&passwords.inner)));
+        passwords
     }
 
     /// How many hashes may run at once.
@@ -171,13 +178,33 @@ impl Passwords {
     }
 }
 
+/// Frees the working buffers once no hash has needed one for [`KEEP_IDLE_BUFFERS`]; ends with
+/// the hasher.
+async fn free_idle_buffers(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(KEEP_IDLE_BUFFERS / 2);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let idle = {
+            let mut buffers = inner.buffers();
+            if buffers.1.elapsed() >= KEEP_IDLE_BUFFERS {
+                std::mem::take(&mut buffers.0)
+            } else {
+                Vec::new()
+            }
+        };
+        // Freed outside the lock.
+        drop(idle);
+    }
+}
+
 impl Inner {
+    fn buffers(&self) -> std::sync::MutexGuard<'_, (Vec<Vec<Block>>, Instant)> {
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn take_buffer(&self) -> Vec<Block> {
-        self.buffers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_default()
+        self.buffers().0.pop().unwrap_or_default()
     }
 
     fn put_buffer(&self, buffer: Vec<Block>) {
@@ -185,9 +212,10 @@ impl Inner {
         if buffer.len() > PARAMS.0 as usize {
             return;
         }
-        let mut buffers = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-        if buffers.len() < self.size {
-            buffers.push(buffer);
+        let mut buffers = self.buffers();
+        buffers.1 = Instant::now();
+        if buffers.0.len() < self.size {
+            buffers.0.push(buffer);
         }
     }
 }
@@ -370,8 +398,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn permits_follow_the_memory_budget_and_never_exceed_the_cores() {
+    #[tokio::test]
+    async fn permits_follow_the_memory_budget_and_never_exceed_the_cores() {
         let with = |mib| {
             Passwords::new(&PasswordConfig {
                 memory_budget_mib: mib,

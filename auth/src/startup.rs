@@ -27,6 +27,7 @@ pub struct AppState {
     pub refresh_ttl: Duration,
 }
 
+/// Must be called inside a Tokio runtime (the password hasher starts its buffer reaper).
 pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
     let state = AppState {
         pool: pool.clone(),
