@@ -1,5 +1,6 @@
 //! auth's configuration, from the environment.
 
+use crate::password::PasswordConfig;
 use anyhow::Result;
 use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
 use std::time::Duration;
@@ -13,6 +14,7 @@ pub struct Config {
     pub billing_url: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
+    pub passwords: PasswordConfig,
 }
 
 impl Config {
@@ -28,6 +30,23 @@ impl Config {
                 "REFRESH_TOKEN_TTL_SECS",
                 7 * 24 * 3600,
             )?),
+            passwords: {
+                let default = PasswordConfig::default();
+                PasswordConfig {
+                    memory_budget_mib: config::parse_or(
+                        "PASSWORD_HASH_MEMORY_MIB",
+                        default.memory_budget_mib,
+                    )?,
+                    max_waiting: config::parse_or(
+                        "PASSWORD_HASH_MAX_WAITING",
+                        default.max_waiting,
+                    )?,
+                    max_wait: config::duration_ms_or(
+                        "PASSWORD_HASH_MAX_WAIT_MS",
+                        default.max_wait,
+                    )?,
+                }
+            },
         })
     }
 }

@@ -1,6 +1,11 @@
 //! auth's errors, and the one place their HTTP statuses are chosen.
 
+use crate::password::PasswordError;
+use axum::http::StatusCode;
 use shop_common::ApiError;
+
+/// A hash takes tens of milliseconds: a second later the queue has long moved on.
+const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -9,8 +14,12 @@ pub enum AuthError {
     /// Deliberately the same for an unknown user and a wrong password.
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// Every password-hashing slot is busy and the bounded wait ran out.
+    #[error("too many logins and sign-ups in progress, retry shortly")]
+    Overloaded,
     #[error("the billing account could not be created")]
     BillingUnavailable(#[source] anyhow::Error),
+    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -21,10 +30,23 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::UsernameTaken(_) => ApiError::conflict("username_taken", detail),
             AuthError::InvalidCredentials => ApiError::unauthorized("invalid_credentials", detail),
+            AuthError::Overloaded => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", detail)
+                    .with_retry_after(OVERLOADED_RETRY_AFTER_SECS)
+            }
             AuthError::BillingUnavailable(source) => {
                 ApiError::unavailable("billing_unavailable", source.context(detail))
             }
-            AuthError::Unexpected(e) => ApiError::internal(e),
+            AuthError::Unexpected(e) => ApiError::unexpected(e),
+        }
+    }
+}
+
+impl From<PasswordError> for AuthError {
+    fn from(e: PasswordError) -> Self {
+        match e {
+            PasswordError::Overloaded => AuthError::Overloaded,
+            PasswordError::Failed(e) => AuthError::Unexpected(e),
         }
     }
 }

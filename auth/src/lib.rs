@@ -10,4 +10,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
+pub use password::PasswordConfig;
 pub use startup::{MIGRATOR, build_router, run};

@@ -1,6 +1,6 @@
 //! auth's endpoints: sign-up, token, token refresh.
 
-use crate::{db, domain::NewUser, error::AuthError, password, startup::AppState};
+use crate::{db, domain::NewUser, error::AuthError, startup::AppState};
 use anyhow::Context;
 use axum::{
     Json, Router,
@@ -35,7 +35,11 @@ async fn sign_up(
     headers: HeaderMap,
     ApiJson(user): ApiJson<NewUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    let hash = password::hash(user.password.expose().to_owned()).await?;
+    let hash = state
+        .passwords
+        .hash(user.password.expose().to_owned())
+        .await
+        .map_err(AuthError::from)?;
     let mut tx = state.pool.begin().await.context("starting the sign-up")?;
     if !db::insert_user(&mut tx, &user.username, user.email.as_str(), &hash).await? {
         return Err(AuthError::UsernameTaken(user.username.to_string()).into());
@@ -83,7 +87,12 @@ async fn token(
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Json<Tokens>, ApiError> {
     let stored = db::password_hash(&state.pool, &c.username).await?;
-    if !password::verify(c.password, stored).await? {
+    let valid = state
+        .passwords
+        .verify(c.password, stored)
+        .await
+        .map_err(AuthError::from)?;
+    if !valid {
         return Err(AuthError::InvalidCredentials.into());
     }
     Ok(Json(Tokens {

@@ -1,6 +1,6 @@
 //! Wiring: state, the router, and `run`.
 
-use crate::{config::Config, routes};
+use crate::{config::Config, password::Passwords, routes};
 use anyhow::Result;
 use axum::{Router, extract::FromRef};
 use shop_common::{
@@ -20,12 +20,14 @@ pub struct AppState {
     pub pool: PgPool,
     pub jwt: JwtKeys,
     pub billing: InternalClient,
+    pub passwords: Passwords,
     #[from_ref(skip)]
     pub access_ttl: Duration,
     #[from_ref(skip)]
     pub refresh_ttl: Duration,
 }
 
+/// Must be called inside a Tokio runtime (the password hasher starts its buffer reaper).
 pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
     let state = AppState {
         pool: pool.clone(),
@@ -35,6 +37,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
             config.internal_token.clone(),
             Duration::from_secs(5),
         )?,
+        passwords: Passwords::new(&config.passwords),
         access_ttl: config.access_ttl,
         refresh_ttl: config.refresh_ttl,
     };

@@ -1,8 +1,15 @@
-//! Sign-up, tokens and refresh over real HTTP, with a real billing service behind auth.
+//! Sign-up, tokens and refresh over real HTTP, with a real billing service behind auth; a login
+//! flood beyond the password-hashing bound, and auth's database going down.
 
+use auth::PasswordConfig;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shop_common::{domain::Money, testing};
+use shop_common::{
+    config::DatabaseConfig,
+    domain::Money,
+    testing::{self, outage::Link},
+};
+use sqlx::PgPool;
 use std::time::Duration;
 
 struct App {
@@ -24,7 +31,20 @@ async fn spawn_billing() -> String {
 }
 
 async fn spawn_auth(billing_url: &str) -> String {
+    spawn_auth_with(billing_url, PasswordConfig::default()).await
+}
+
+async fn spawn_auth_with(billing_url: &str, passwords: PasswordConfig) -> String {
     let (pool, database) = testing::migrated_pool(&auth::MIGRATOR).await;
+    serve_auth(billing_url, pool, database, passwords).await
+}
+
+async fn serve_auth(
+    billing_url: &str,
+    pool: PgPool,
+    database: DatabaseConfig,
+    passwords: PasswordConfig,
+) -> String {
     let config = auth::Config {
         http: testing::http(),
         database,
@@ -33,8 +53,41 @@ async fn spawn_auth(billing_url: &str) -> String {
         billing_url: billing_url.to_owned(),
         access_ttl: Duration::from_secs(60),
         refresh_ttl: Duration::from_secs(600),
+        passwords,
     };
     testing::serve(auth::build_router(pool, &config).unwrap()).await
+}
+
+/// `POST <base><path>` reduced to what a client sees: status, `Retry-After`, JSON body.
+async fn post_json(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Option<String>, Value) {
+    let r = http
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        r.status(),
+        retry_after,
+        r.json().await.expect("a JSON body"),
+    )
+}
+
+fn credentials(username: &str) -> Value {
+    json!({"username": username, "password": "secret-pass-1"})
+}
+
+fn new_user(username: &str) -> Value {
+    json!({"username": username, "password": "secret-pass-1", "email": format!("{username}@example.com")})
 }
 
 async fn spawn_app() -> App {
@@ -224,4 +277,87 @@ async fn when_billing_is_down_sign_up_fails_and_leaves_no_user() {
         sign_up().await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+}
+
+#[tokio::test]
+async fn a_login_flood_beyond_the_hashing_bound_gets_503_overloaded_never_500() {
+    let billing = spawn_billing().await;
+    // One hash at a time and two waiting at most: 64 concurrent requests are far beyond that.
+    let passwords = PasswordConfig {
+        memory_budget_mib: 0,
+        max_waiting: 2,
+        max_wait: Duration::from_millis(200),
+    };
+    let auth = spawn_auth_with(&billing, passwords).await;
+    let http = reqwest::Client::new();
+    let mut overloaded = 0;
+    // A hash takes far longer than sending a request, so one wave overlaps; further waves only
+    // guard against a machine too slow to send 64 requests within one hash.
+    for wave in 0..10 {
+        let answers = futures::future::join_all((0..64).map(|i| {
+            let (path, body) = match i % 8 {
+                0 => ("/api/auth/users/", new_user(&format!("flood{wave}x{i}"))),
+                _ => ("/api/token/", credentials(&format!("nobody{i}"))),
+            };
+            post_json(&http, &auth, path, body)
+        }))
+        .await;
+        let mut served = 0;
+        for (status, retry_after, body) in answers {
+            match status {
+                StatusCode::UNAUTHORIZED | StatusCode::CREATED => served += 1,
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(body["error"], "overloaded", "{body}");
+                    assert!(body["detail"].is_string(), "{body}");
+                    assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                    overloaded += 1;
+                }
+                other => panic!("a flood request got {other}: {body}"),
+            }
+        }
+        assert!(served >= 1, "the first request of a wave finds a free slot");
+        if overloaded > 0 {
+            break;
+        }
+    }
+    assert!(overloaded > 0, "no request was ever refused as overloaded");
+
+    // The flood is over: a normal sign-up and login go through at once.
+    let (status, _, body) = post_json(&http, &auth, "/api/auth/users/", new_user("carol")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _, body) = post_json(&http, &auth, "/api/token/", credentials("carol")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["access"].is_string());
+}
+
+#[tokio::test]
+async fn with_its_database_down_auth_answers_503_unavailable_then_recovers() {
+    let billing = spawn_billing().await;
+    let (_, database) = testing::migrated_pool(&auth::MIGRATOR).await;
+    let (link, via_link) = Link::to_database(&database).await;
+    let pool = shop_common::db::connect_and_migrate(&via_link, &auth::MIGRATOR)
+        .await
+        .unwrap();
+    let auth = serve_auth(&billing, pool, via_link, PasswordConfig::default()).await;
+    let http = reqwest::Client::new();
+    let (status, _, _) = post_json(&http, &auth, "/api/auth/users/", new_user("alice")).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    link.cut().await;
+    let (login, sign_up) = tokio::join!(
+        post_json(&http, &auth, "/api/token/", credentials("alice")),
+        post_json(&http, &auth, "/api/auth/users/", new_user("bob")),
+    );
+    for (status, retry_after, body) in [login, sign_up] {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"], "unavailable", "{body}");
+        assert_eq!(retry_after.as_deref(), Some("2"), "{body}");
+    }
+
+    link.restore().await;
+    let (status, _, body) = post_json(&http, &auth, "/api/token/", credentials("alice")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // bob's sign-up was not half-done: the name is free.
+    let (status, _, body) = post_json(&http, &auth, "/api/auth/users/", new_user("bob")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

@@ -10,6 +10,7 @@ pub enum BillingError {
     UnknownAccount(String),
     #[error("this Idempotency-Key was already used for a different deposit")]
     IdempotencyKeyReused,
+    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -25,7 +26,7 @@ impl From<BillingError> for ApiError {
                 "idempotency_key_reused",
                 detail,
             ),
-            BillingError::Unexpected(e) => ApiError::internal(e),
+            BillingError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }

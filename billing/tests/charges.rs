@@ -7,6 +7,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use shop_common::{
+    config::DatabaseConfig,
     domain::Money,
     testing::{
         self, Answer, Service, answer, code,
@@ -14,6 +15,7 @@ use shop_common::{
             self, Contract, LedgerClient, Participant,
             conservation::{self, Scenario, Space, Weights},
         },
+        outage::Link,
     },
 };
 use sqlx::PgPool;
@@ -35,6 +37,10 @@ struct App {
 /// billing on a fresh database; new wallets start with `initial` cents.
 async fn spawn_app(initial: i64) -> App {
     let (pool, database) = testing::migrated_pool(&billing::MIGRATOR).await;
+    serve_app(initial, pool, database).await
+}
+
+async fn serve_app(initial: i64, pool: PgPool, database: DatabaseConfig) -> App {
     let config = billing::Config {
         http: testing::http(),
         database: database.clone(),
@@ -129,6 +135,22 @@ async fn alice_with(initial: i64) -> App {
     let app = spawn_app(initial).await;
     app.create_account("alice").await;
     app
+}
+
+#[tokio::test]
+async fn with_its_database_down_billing_answers_503_unavailable() {
+    let (_, direct) = testing::migrated_pool(&billing::MIGRATOR).await;
+    let (link, database) = Link::to_database(&direct).await;
+    let pool = shop_common::db::connect_and_migrate(&database, &billing::MIGRATOR)
+        .await
+        .unwrap();
+    let app = serve_app(10_000, pool, database).await;
+    app.create_account("alice").await;
+    let url = format!("{}/api/accounts/alice", app.service.base);
+    let account = app.service.http.get(url);
+    let account = account.bearer_auth(testing::access_token("alice"));
+    ledger::a_database_outage_is_503_until_it_is_back(&app, &link, account, "alice", 1250).await;
+    assert_eq!(app.wallet("alice").await, 8750);
 }
 
 #[tokio::test]

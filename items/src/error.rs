@@ -4,6 +4,7 @@ use shop_common::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ItemsError {
+    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -11,7 +12,7 @@ pub enum ItemsError {
 impl From<ItemsError> for ApiError {
     fn from(e: ItemsError) -> Self {
         match e {
-            ItemsError::Unexpected(e) => ApiError::internal(e),
+            ItemsError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }

@@ -8,8 +8,9 @@ mod common;
 use common::{spawn_app, spawn_on};
 use serde_json::Value;
 use shop_common::testing::{
-    code,
+    self, code,
     ledger::{self, Participant, granted},
+    outage::Link,
 };
 use uuid::Uuid;
 
@@ -147,4 +148,15 @@ async fn reservations_racing_their_releases_never_fail() {
 #[tokio::test]
 async fn a_replayed_reservation_with_other_terms_is_refused() {
     ledger::a_replay_with_other_terms_is_refused(&spawn_app(10).await, "4", "5", 2).await;
+}
+
+#[tokio::test]
+async fn with_its_database_down_items_answers_503_unavailable() {
+    let (link, database) = Link::to_database(&testing::fresh_database().await).await;
+    let app = spawn_on(database, 10).await;
+    let catalog = app
+        .service
+        .http
+        .get(format!("{}/api/items", app.service.base));
+    ledger::a_database_outage_is_503_until_it_is_back(&app, &link, catalog, "3", 1).await;
 }

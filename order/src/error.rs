@@ -10,6 +10,7 @@ pub enum OrderError {
     NotFound,
     #[error("this Idempotency-Key was already used for a different order")]
     IdempotencyKeyReused,
+    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -24,7 +25,7 @@ impl From<OrderError> for ApiError {
                 "idempotency_key_reused",
                 detail,
             ),
-            OrderError::Unexpected(e) => ApiError::internal(e),
+            OrderError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }

@@ -6,9 +6,12 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value as Json, json};
 use shop_common::{
     auth::{JwtKeys, TokenKind},
-    config::Secret,
+    config::{DatabaseConfig, Secret},
     redis::RedisPool,
-    testing,
+    testing::{
+        self,
+        outage::{Link, expect_unavailable},
+    },
 };
 use sqlx::PgPool;
 use std::time::Duration;
@@ -23,6 +26,10 @@ struct App {
 
 async fn start_with_redis(redis_url: Secret) -> App {
     let (pool, database) = testing::migrated_pool(&order::MIGRATOR).await;
+    start_on(pool, database, redis_url).await
+}
+
+async fn start_on(pool: PgPool, database: DatabaseConfig, redis_url: Secret) -> App {
     let stream = format!("orders-test-{}", Uuid::new_v4().simple());
     let config = Config {
         http: testing::http(),
@@ -276,6 +283,51 @@ async fn a_retried_post_with_the_same_key_returns_the_same_order() {
     }
     ids.dedup();
     assert_eq!(ids.len(), 1);
+}
+
+#[tokio::test]
+async fn with_the_database_down_a_post_is_503_and_its_retry_creates_the_order_once() {
+    let (direct, database) = testing::migrated_pool(&order::MIGRATOR).await;
+    let (link, via_link) = Link::to_database(&database).await;
+    let pool = shop_common::db::connect_and_migrate(&via_link, &order::MIGRATOR)
+        .await
+        .unwrap();
+    let app = start_on(pool, via_link, testing::redis_url()).await;
+    let post = |key: &str| {
+        app.http
+            .post(format!("{}/api/orders/", app.base))
+            .bearer_auth(token("alice"))
+            .header("Idempotency-Key", key)
+            .json(&good_order())
+    };
+    assert_eq!(
+        post("before").send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
+
+    link.cut().await;
+    let list = app
+        .http
+        .get(format!("{}/api/orders/", app.base))
+        .bearer_auth(token("alice"));
+    tokio::join!(expect_unavailable(post("k1")), expect_unavailable(list));
+    // Nothing of the refused POST was written.
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE idempotency_key = 'k1'")
+            .fetch_one(&direct)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0);
+
+    link.restore().await;
+    let created = post("k1").send().await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Json = created.json().await.unwrap();
+    let replay = post("k1").send().await.unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(replay.json::<Json>().await.unwrap()["id"], created["id"]);
+    let orders: Json = app.get("alice", "/api/orders").await.json().await.unwrap();
+    assert_eq!(orders.as_array().unwrap().len(), 2, "{orders}");
 }
 
 #[tokio::test]

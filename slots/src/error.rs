@@ -4,6 +4,7 @@ use shop_common::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlotsError {
+    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -11,7 +12,7 @@ pub enum SlotsError {
 impl From<SlotsError> for ApiError {
     fn from(e: SlotsError) -> Self {
         match e {
-            SlotsError::Unexpected(e) => ApiError::internal(e),
+            SlotsError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }

@@ -8,8 +8,9 @@ mod common;
 use common::{spawn_app, spawn_on};
 use serde_json::{Value, json};
 use shop_common::testing::{
-    code,
+    self, code,
     ledger::{self, granted},
+    outage::Link,
 };
 use uuid::Uuid;
 
@@ -137,4 +138,15 @@ async fn bookings_racing_their_releases_never_fail() {
 #[tokio::test]
 async fn a_replayed_booking_with_other_terms_is_refused() {
     ledger::a_replay_with_other_terms_is_refused(&spawn_app(10).await, "05:00", "06:00", 1).await;
+}
+
+#[tokio::test]
+async fn with_its_database_down_slots_answers_503_unavailable() {
+    let (link, database) = Link::to_database(&testing::fresh_database().await).await;
+    let app = spawn_on(database, 10).await;
+    let slots = app
+        .service
+        .http
+        .get(format!("{}/api/slots", app.service.base));
+    ledger::a_database_outage_is_503_until_it_is_back(&app, &link, slots, "09:00", 1).await;
 }

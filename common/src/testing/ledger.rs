@@ -10,7 +10,10 @@
 
 pub mod conservation;
 
-use super::{Answer, INTERNAL_TOKEN, Service, answer, code};
+use super::{
+    Answer, INTERNAL_TOKEN, Service, answer, code,
+    outage::{Link, expect_unavailable},
+};
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
@@ -62,15 +65,26 @@ impl LedgerClient {
         format!("{}/internal/{}/{order}", self.base, self.contract.route)
     }
 
-    fn request(&self, method: Method, order: Uuid) -> reqwest::RequestBuilder {
+    /// `method` on the ledger URL of `order`, with the internal token.
+    pub fn request(&self, method: Method, order: Uuid) -> reqwest::RequestBuilder {
         let r = self.http.request(method, self.url(order));
         r.header("x-internal-token", INTERNAL_TOKEN)
     }
 
+    /// The action's request, unsent.
+    pub fn hold_request(
+        &self,
+        order: Uuid,
+        resource: &str,
+        quantity: i64,
+    ) -> reqwest::RequestBuilder {
+        let body = json!({"resource": resource, "quantity": quantity});
+        self.request(Method::PUT, order).json(&body)
+    }
+
     /// The action (`PUT`): hold `quantity` of `resource` for `order`.
     pub async fn hold(&self, order: Uuid, resource: &str, quantity: i64) -> Answer {
-        let body = json!({"resource": resource, "quantity": quantity});
-        answer(self.request(Method::PUT, order).json(&body)).await
+        answer(self.hold_request(order, resource, quantity)).await
     }
 
     /// The compensation (`DELETE`).
@@ -126,6 +140,31 @@ pub trait Participant {
 
 // ---- contract checks ---------------------------------------------------------------------------
 // Each runs on a freshly started participant and expects `resource` to be untouched so far.
+
+/// With the participant's database down (`link` cut), its ledger and a `public` request of its
+/// own API answer 503 `unavailable` with `Retry-After`, never 500; nothing is half-done, so once the
+/// database is back the retried action is granted and takes `quantity` once.
+pub async fn a_database_outage_is_503_until_it_is_back(
+    p: &impl Participant,
+    link: &Link,
+    public: reqwest::RequestBuilder,
+    resource: &str,
+    quantity: i64,
+) {
+    let (ledger, before) = (p.ledger(), p.available(resource).await);
+    let order = Uuid::new_v4();
+    link.cut().await;
+    // Concurrently: each waits out the pool's acquire timeout.
+    tokio::join!(
+        expect_unavailable(ledger.hold_request(order, resource, quantity)),
+        expect_unavailable(ledger.request(Method::DELETE, order)),
+        expect_unavailable(public),
+    );
+    link.restore().await;
+    let grant = granted(order, resource, quantity);
+    assert_eq!(ledger.hold(order, resource, quantity).await, grant);
+    assert_eq!(p.available(resource).await, before - quantity);
+}
 
 /// A repeated action is answered with the recorded grant and takes `quantity` once.
 pub async fn repeated_hold_takes_once(p: &impl Participant, resource: &str, quantity: i64) {

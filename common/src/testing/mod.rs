@@ -1,9 +1,11 @@
 //! Test support (feature `testing`): a fresh database per test, the test Redis, fixed secrets, a
-//! service started for a test, and the [`ledger`] kit the three saga participants' tests share.
+//! service started for a test, the [`ledger`] kit the three saga participants' tests share, and
+//! [`outage`]: a store that goes down in the middle of a test.
 //! Integration tests need the private Postgres and Redis that `make test` starts; without them a
 //! test fails with a message saying so, it never skips silently.
 
 pub mod ledger;
+pub mod outage;
 
 use crate::config::{DatabaseConfig, HttpConfig, Secret};
 use serde_json::Value;
