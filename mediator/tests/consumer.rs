@@ -9,6 +9,7 @@ use redis::streams::{StreamPendingCountReply, StreamPendingReply, StreamRangeRep
 use shop_common::{redis::RedisPool, testing};
 use sqlx::PgPool;
 use std::{
+    io::Read,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -606,5 +607,97 @@ async fn sigterm_exits_promptly_with_status_0() {
         asked.elapsed() < Duration::from_secs(3),
         "{:?}",
         asked.elapsed()
+    );
+}
+
+/// Start-up refuses a secret too short to be safe, says which variable, and never prints the
+/// secret itself — neither when refusing it nor in a normal run's debug log.
+#[tokio::test]
+async fn a_short_internal_token_is_refused_at_start_up_and_never_logged() {
+    let (_pool, database) = database().await;
+    let fakes = Fakes::start().await;
+    let stream = unique("orders");
+    let short = "tiny-token-42";
+    let refused = Command::new(env!("CARGO_BIN_EXE_mediator"))
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", database.url.expose())
+        .env("REDIS_URL", testing::redis_url().expose())
+        .env("INTERNAL_TOKEN", short)
+        .env("ORDERS_STREAM", &stream)
+        .env("ITEMS_URL", &fakes.items.url)
+        .env("SLOTS_URL", &fakes.slots.url)
+        .env("BILLING_URL", &fakes.billing.url)
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("running the mediator binary");
+    assert!(!refused.status.success(), "started with a short token");
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned()
+        + &String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("INTERNAL_TOKEN"),
+        "does not name the variable: {said}"
+    );
+    assert!(!said.contains(short), "printed the secret: {said}");
+
+    // A normal start at debug level, until it has joined the group, then SIGTERM.
+    let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", database.url.expose())
+        .env("REDIS_URL", testing::redis_url().expose())
+        .env("INTERNAL_TOKEN", testing::INTERNAL_TOKEN)
+        .env("ORDERS_STREAM", &stream)
+        .env("ITEMS_URL", &fakes.items.url)
+        .env("SLOTS_URL", &fakes.slots.url)
+        .env("BILLING_URL", &fakes.billing.url)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the mediator binary");
+    let redis = redis_pool();
+    eventually(WAIT, "the consumer group exists", || async {
+        let mut conn = redis.get().await.unwrap();
+        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut *conn)
+            .await;
+        groups.is_ok_and(|g| !g.groups.is_empty())
+    })
+    .await;
+    let mut child = child;
+    let termed = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(termed.success());
+    let output = tokio::task::spawn_blocking(move || {
+        let _ = child.wait();
+        let mut text = String::new();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let mut s = stream;
+            let _ = s.read_to_string(&mut text);
+        }
+        text
+    })
+    .await
+    .unwrap();
+    assert!(!output.is_empty(), "a debug log was written");
+    assert!(
+        !output.contains(testing::INTERNAL_TOKEN),
+        "the internal token is in the log"
     );
 }
