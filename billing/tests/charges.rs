@@ -320,3 +320,31 @@ async fn a_replayed_charge_with_other_terms_is_refused() {
     ledger::a_replay_with_other_terms_is_refused(&app, "alice", "bob", 1250).await;
     assert_eq!(app.wallet("alice").await, 10_000);
 }
+
+/// `/health/ready` says the truth about the database (the Kubernetes readiness probe takes the
+/// pod out of the Service while it is down), `/health/live` stays 200 (no restart for a blip).
+#[tokio::test]
+async fn readiness_follows_the_database_and_liveness_does_not() {
+    let (_, direct) = testing::migrated_pool(&billing::MIGRATOR).await;
+    let (link, database) = Link::to_database(&direct).await;
+    let pool = shop_common::db::connect_and_migrate(&database, &billing::MIGRATOR)
+        .await
+        .unwrap();
+    let app = serve_app(10_000, pool, database).await;
+    let status = |path: &'static str| {
+        let request = app.service.http.get(format!("{}{path}", app.service.base));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/health/ready").await, 200);
+    link.cut().await;
+    // The readiness check gives up on the database within its own 2 s bound.
+    assert_eq!(status("/health/ready").await, 503);
+    assert_eq!(status("/health/live").await, 200);
+    link.restore().await;
+    // The pool reconnects on its own: ready again within a bounded wait.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while status("/health/ready").await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready again");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
