@@ -163,11 +163,20 @@ async fn a_mediator_killed_for_good_is_taken_over() {
     let mix = mix();
     let sending = sending(seed);
     let killer = async {
-        // Once a third of the orders are in, while both mediators are busy.
+        // Once a third of the orders are in, and mediator-2 owns entries it has not finished
+        // (waited for, bounded: the kill must leave it something to take over).
         while progress.load(std::sync::atomic::Ordering::Relaxed) < (ORDERS / 3) as u64 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let pending = stack.pending_per_consumer().await.unwrap_or_default();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let pending = loop {
+            let pending = stack.pending_per_consumer().await.unwrap_or_default();
+            let owns = pending.get("mediator-2").is_some_and(|&n| n > 0);
+            if owns || tokio::time::Instant::now() >= deadline {
+                break pending;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         stack.kill9("mediator-2").await.unwrap();
         eprintln!("killed mediator-2 for good; pending entries per consumer then: {pending:?}");
         pending
