@@ -10,6 +10,7 @@ pub mod audit;
 pub mod campaign;
 pub mod client;
 pub mod duration;
+pub mod nemesis;
 pub mod proxy;
 pub mod stack;
 pub mod stores;
