@@ -14,8 +14,10 @@
 //! - `postgres_restart`: `pg_ctl restart`, alternately `-m fast` and `-m immediate`.
 //!
 //! Every fault is bounded in count and time, stays on loopback and only touches processes the
-//! harness started. Fault `i` of `n` comes once `(i+1)/(n+1)` of the orders are final (or 20 s
-//! without progress), after a random 0-500 ms more. Store restarts take the `gate` exclusively,
+//! harness started. Two lanes run at once, each one fault at a time (process and store faults;
+//! network faults), so faults of the two lanes overlap. In each lane fault `i` of `n` comes once
+//! `(i+1)/(n+1)` of the orders are final (or 20 s without progress), after a random 0-500 ms
+//! more. Store restarts take the `gate` exclusively,
 //! which the kill loop takes shared around each kill-and-restart, so that a service is never
 //! started while its store is down (that would be a fault of the harness, not of the saga).
 //!
@@ -203,17 +205,56 @@ impl<'a> Nemesis<'a> {
     }
 
     /// Injects every scheduled fault (unless `stop` is set first); returns what happened.
+    ///
+    /// Two lanes run at once, each one fault at a time: the process and store faults (pause,
+    /// restarts) and the network faults (lost reply, delay). So a pause may overlap a network
+    /// fault — the interleaving where a taken-over saga fails on an unknown outcome while its
+    /// first owner sleeps mid-step.
     pub async fn run(&self, stop: &AtomicBool) -> NemesisReport {
-        let mut rng = StdRng::seed_from_u64(self.config.seed ^ 0x006e_656d_6573_6973);
-        let mut schedule: Vec<FaultKind> = Vec::new();
-        for (kind, n) in &self.config.counts {
-            if *kind != FaultKind::Kill {
-                schedule.extend(std::iter::repeat_n(*kind, *n));
+        let lane = |kinds: &[FaultKind], salt: u64| {
+            let mut schedule: Vec<FaultKind> = Vec::new();
+            for (kind, n) in &self.config.counts {
+                if kinds.contains(kind) {
+                    schedule.extend(std::iter::repeat_n(*kind, *n));
+                }
             }
-        }
-        schedule.shuffle(&mut rng);
-        // The first store restarts of each kind are the harsher variants (a cut AOF, a fast
-        // PostgreSQL stop): a short run with one of each still gets them.
+            let mut rng = StdRng::seed_from_u64(self.config.seed ^ salt);
+            schedule.shuffle(&mut rng);
+            self.run_lane(schedule, rng, stop)
+        };
+        let (a, b) = tokio::join!(
+            lane(
+                &[
+                    FaultKind::Pause,
+                    FaultKind::RedisRestart,
+                    FaultKind::PostgresRestart
+                ],
+                0x006e_656d_6573_6973
+            ),
+            lane(
+                &[FaultKind::LostReply, FaultKind::Delay],
+                0x6e65_7477_6f72_6b00
+            ),
+        );
+        let mut report = a;
+        report.faults.extend(b.faults);
+        report.errors.extend(b.errors);
+        report.faults.sort_by(|x, y| {
+            x.at_s
+                .partial_cmp(&y.at_s)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        report
+    }
+
+    async fn run_lane(
+        &self,
+        schedule: Vec<FaultKind>,
+        mut rng: StdRng,
+        stop: &AtomicBool,
+    ) -> NemesisReport {
+        // The first store restart of each kind is the harsher variant (a cut AOF, a fast
+        // PostgreSQL stop): a short run with one of each still gets it.
         let mut report = NemesisReport::default();
         let mut nth: BTreeMap<FaultKind, usize> = BTreeMap::new();
         let n = schedule.len() as u64;
@@ -243,7 +284,7 @@ impl<'a> Nemesis<'a> {
                     record.duration_ms = t.elapsed().as_millis();
                     if self.config.verbose {
                         eprintln!(
-                            "nemesis {:>3}/{n}: {} {} ({}) {} ms{}",
+                            "nemesis {}/{n}: {} {} ({}) {} ms{}",
                             i + 1,
                             record.kind,
                             record.target,
