@@ -286,8 +286,21 @@ pub async fn kill_loop(
         }
         restart_crashed(stack, &mut report).await;
         // No kill while a store restarts: the restart would then fail for want of its store.
+        // The restarts in flight hold the gate too: keep driving them while waiting for it, or a
+        // store restart waiting for them would wait forever (and this wait behind it).
         let gate = match &faults.shared {
-            Some(shared) => Some(shared.gate.clone().read_owned().await),
+            Some(shared) => {
+                let acquire = shared.gate.clone().read_owned();
+                tokio::pin!(acquire);
+                loop {
+                    tokio::select! {
+                        guard = &mut acquire => break Some(guard),
+                        Some(done) = restarts.next(), if !restarts.is_empty() => {
+                            record(&mut report, &mut down, faults, done);
+                        }
+                    }
+                }
+            }
             None => None,
         };
         let held: HashSet<String> = match &faults.shared {
