@@ -476,8 +476,24 @@ impl<'a> Nemesis<'a> {
             let size = std::fs::metadata(&file)
                 .with_context(|| format!("stat {}", file.display()))?
                 .len();
-            // What is written from now on is "the last second": lost with the cut.
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // What is written from now on is "the last second": lost with the cut. It must hold
+            // new stream entries (an idle second of XACKs only would lose no order), so wait on
+            // until one was added (at most 10 s).
+            let sampled = redis.stream_state(&stream).await.ok();
+            let t = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = redis.stream_state(&stream).await.ok();
+                let added = match (&sampled, &now) {
+                    (Some((_, a)), Some((_, b))) => a != b,
+                    _ => false,
+                };
+                if (added && t.elapsed() >= Duration::from_secs(1))
+                    || t.elapsed() > Duration::from_secs(10)
+                {
+                    break;
+                }
+            }
             Some((file, size))
         } else {
             None
