@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# scripts/chaos.sh — `make chaos`: kill -9 the services under load, then audit the books
-# (the `chaos` tool, tools/src/bin/chaos.rs).
+# scripts/chaos.sh — `make chaos`: kill -9, pauses, lost replies, delays and Redis/PostgreSQL
+# restarts under load, then audit the books (the `chaos` tool, tools/src/bin/chaos.rs).
 #
-#   scripts/chaos.sh [CHAOS ARGS...]   e.g. --short (600 orders, 8 kills: what `make test` runs),
-#                                      --orders 20000 --kills 100, --seed N (replay), --help
+#   scripts/chaos.sh [CHAOS ARGS...]   e.g. --short (600 orders, every fault kind: what `make test`
+#                                      runs), --orders 20000 --kills 100, --seed N (replay), --help
 #
 # Starts a private PostgreSQL and Redis under .state/chaos on free ports, builds the binaries, runs
 # `chaos` against them (it starts its own services: 3 mediators and the five others, on free
 # ports), and stops everything on exit, failure or Ctrl-C. Exit status: chaos's (1 = a violation).
+# The stores are started here (lib.sh, the one place that says how); chaos gets their directories
+# and restarts them with the same settings (redis.conf, pg_ctl restart).
 #
 # Environment: PROFILE release (default) or debug; SKIP_BUILD=1 to use the binaries already built;
 # SAGA_STACK_RUST_LOG (default warn) for the services' logs, which are kept when a check fails.
@@ -18,7 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SAGA_REPO_ROOT"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
 esac
 
 STATE="$SAGA_REPO_ROOT/.state/chaos"
@@ -69,4 +71,7 @@ log "chaos $* (PostgreSQL :$pg_port, Redis :$redis_port, $PROFILE binaries)"
 "$BIN_DIR/chaos" \
   --database-url "postgres://postgres@127.0.0.1:$pg_port/postgres" \
   --redis-url "redis://127.0.0.1:$redis_port" \
+  --redis-dir "$STATE/redis" \
+  --pg-data "$(_pg_home "$STATE/pg")/data" \
+  --pg-bin "$PG_BIN" \
   "$@"

@@ -197,6 +197,9 @@ pub struct Faults {
     pub max_down: usize,
     /// Print each kill and recovery on stderr.
     pub verbose: bool,
+    /// With a nemesis: its store-restart gate (held shared from each kill to its restart's
+    /// readiness) and the processes it holds (never killed meanwhile).
+    pub shared: Option<crate::nemesis::Shared>,
 }
 
 /// What a kill waits for, besides its random gap.
@@ -282,10 +285,36 @@ pub async fn kill_loop(
             }
         }
         restart_crashed(stack, &mut report).await;
+        // No kill while a store restarts: the restart would then fail for want of its store.
+        // The restarts in flight hold the gate too: keep driving them while waiting for it, or a
+        // store restart waiting for them would wait forever (and this wait behind it).
+        let gate = match &faults.shared {
+            Some(shared) => {
+                let acquire = shared.gate.clone().read_owned();
+                tokio::pin!(acquire);
+                loop {
+                    tokio::select! {
+                        guard = &mut acquire => break Some(guard),
+                        Some(done) = restarts.next(), if !restarts.is_empty() => {
+                            record(&mut report, &mut down, faults, done);
+                        }
+                    }
+                }
+            }
+            None => None,
+        };
+        let held: HashSet<String> = match &faults.shared {
+            Some(shared) => shared
+                .busy
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            None => HashSet::new(),
+        };
         let candidates: Vec<&String> = faults
             .targets
             .iter()
-            .filter(|t| !down.contains(*t))
+            .filter(|t| !down.contains(*t) && !held.contains(*t))
             .collect();
         if candidates.is_empty() {
             continue;
@@ -305,7 +334,7 @@ pub async fn kill_loop(
         *report.by_target.entry(target.clone()).or_default() += 1;
         down.insert(target.clone());
         let downtime = between(&mut rng, faults.down);
-        restarts.push(restart_after(stack, target, report.kills, downtime));
+        restarts.push(restart_after(stack, target, report.kills, downtime, gate));
     }
     while let Some(done) = restarts.next().await {
         record(&mut report, &mut down, faults, done);
@@ -377,10 +406,17 @@ struct Restarted {
     result: Result<()>,
 }
 
-async fn restart_after(stack: &Stack, target: String, kill: usize, down: Duration) -> Restarted {
+async fn restart_after(
+    stack: &Stack,
+    target: String,
+    kill: usize,
+    down: Duration,
+    gate: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+) -> Restarted {
     tokio::time::sleep(down).await;
     let t = Instant::now();
     let result = stack.start_instance(&target).await;
+    drop(gate);
     Restarted {
         target,
         kill,
@@ -465,6 +501,19 @@ pub struct Verdict {
     /// Final orders that did not end as their kind must (kind, count).
     pub unexpected: BTreeMap<String, usize>,
     pub unexpected_examples: Vec<String>,
+    /// Of those, the ones no fault explains (see [`explained_by_faults`]), with examples.
+    pub unexplained: BTreeMap<String, usize>,
+    pub unexplained_examples: Vec<String>,
+}
+
+/// Failure reasons a fault can cause whatever the order's kind: a participant unreachable past the
+/// step deadline, or an entry dead-lettered after too many deliveries. Any other surprise — a
+/// `success` order failing "Not enough money", a `no-item` order completing — is a bug.
+pub fn explained_by_faults(status: &str, reason: Option<&str>) -> bool {
+    status == "failed"
+        && reason.is_some_and(|r| {
+            r.starts_with("Service unavailable: ") || r == "Saga could not be processed"
+        })
 }
 
 impl Verdict {
@@ -498,6 +547,12 @@ impl Verdict {
         for e in &self.unexpected_examples {
             out.push_str(&format!("\n    {e}"));
         }
+        for (k, n) in &self.unexplained {
+            out.push_str(&format!("\n  UNEXPLAINED {k}: {n}"));
+        }
+        for e in &self.unexplained_examples {
+            out.push_str(&format!("\n    {e}"));
+        }
         out
     }
 }
@@ -510,6 +565,8 @@ pub async fn verify(dbs: &Dbs, baseline: Baseline, accepted: &[Sent]) -> Result<
     let mut stuck = Vec::new();
     let mut unexpected: BTreeMap<String, usize> = BTreeMap::new();
     let mut unexpected_examples = Vec::new();
+    let mut unexplained: BTreeMap<String, usize> = BTreeMap::new();
+    let mut unexplained_examples = Vec::new();
     for s in accepted {
         let Some(row) = by_id.get(&s.id) else {
             lost.push(format!("{} ({} order of {})", s.id, s.kind, s.username));
@@ -538,6 +595,12 @@ pub async fn verify(dbs: &Dbs, baseline: Baseline, accepted: &[Sent]) -> Result<
                 s.kind,
                 row.reason.as_deref().unwrap_or(&row.status)
             );
+            if !explained_by_faults(&row.status, row.reason.as_deref()) {
+                *unexplained.entry(label.clone()).or_default() += 1;
+                if unexplained_examples.len() < 10 {
+                    unexplained_examples.push(why.clone());
+                }
+            }
             *unexpected.entry(label).or_default() += 1;
             if unexpected_examples.len() < 10 {
                 unexpected_examples.push(why);
@@ -557,6 +620,8 @@ pub async fn verify(dbs: &Dbs, baseline: Baseline, accepted: &[Sent]) -> Result<
         unknown,
         unexpected,
         unexpected_examples,
+        unexplained,
+        unexplained_examples,
     })
 }
 

@@ -10,5 +10,8 @@ pub mod audit;
 pub mod campaign;
 pub mod client;
 pub mod duration;
+pub mod nemesis;
+pub mod proxy;
 pub mod stack;
+pub mod stores;
 pub mod workload;

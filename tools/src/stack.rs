@@ -8,8 +8,10 @@
 //! `/health/ready`.
 //!
 //! It can then `kill -9` any process ([`Stack::kill9`]), start it again on the same port with the
-//! same environment ([`Stack::restart`]), and add mediator replicas
-//! ([`Stack::start_extra_mediator`]).
+//! same environment ([`Stack::restart`]), pause and resume one ([`Stack::pause`]: SIGSTOP), and
+//! add mediator replicas ([`Stack::start_extra_mediator`]). With [`StackConfig::fault_proxies`]
+//! the mediators reach each participant through an in-process [`FaultProxy`] ([`Stack::proxy`]),
+//! for network faults.
 //!
 //! No orphans, whatever happens to the caller:
 //! - every child runs in its own process group, and kills go to the whole group;
@@ -29,8 +31,8 @@
 //! an `exclusive` stack (the crash tests) takes them all, so timing-sensitive tests never share the
 //! CPU with another stack.
 
-use crate::{audit::Dbs, client::Endpoints};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::{audit::Dbs, client::Endpoints, proxy::FaultProxy};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use futures::future::try_join_all;
 use rand::Rng;
 use shop_common::domain::Money;
@@ -43,11 +45,12 @@ use std::{
     fmt,
     fs::{File, OpenOptions},
     io::Write,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
     str::FromStr,
     sync::{
-        Mutex, MutexGuard, OnceLock,
+        Arc, Mutex, MutexGuard, OnceLock,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
@@ -176,6 +179,9 @@ pub struct StackConfig {
     pub exclusive: bool,
     /// How long a process may take to answer `/health/ready` after it is spawned.
     pub ready_timeout: Duration,
+    /// Put a [`FaultProxy`] between the mediators and each participant (their BILLING_URL,
+    /// ITEMS_URL and SLOTS_URL point at it; the other services call the participants directly).
+    pub fault_proxies: bool,
 }
 
 impl StackConfig {
@@ -195,6 +201,7 @@ impl StackConfig {
             db_max_connections: 16,
             exclusive: false,
             ready_timeout: Duration::from_secs(60),
+            fault_proxies: false,
         }
     }
 
@@ -238,6 +245,11 @@ impl StackConfig {
 
     pub fn exclusive(mut self) -> Self {
         self.exclusive = true;
+        self
+    }
+
+    pub fn fault_proxies(mut self) -> Self {
+        self.fault_proxies = true;
         self
     }
 }
@@ -287,6 +299,8 @@ pub struct Stack {
     streams: Streams,
     secrets: (String, String),
     procs: Mutex<BTreeMap<String, Proc>>,
+    /// The mediators' fault proxies, by participant (`billing`, `items`, `slots`).
+    proxies: Mutex<BTreeMap<String, Arc<FaultProxy>>>,
     http: reqwest::Client,
     started: Instant,
     keep_logs: AtomicBool,
@@ -335,6 +349,7 @@ impl Stack {
             databases,
             streams,
             procs: Mutex::new(BTreeMap::new()),
+            proxies: Mutex::new(BTreeMap::new()),
             http,
             started: Instant::now(),
             keep_logs: AtomicBool::new(false),
@@ -368,16 +383,44 @@ impl Stack {
                 items: local_url(port_of(Service::Items)),
                 slots: local_url(port_of(Service::Slots)),
             };
+            let mediator_urls = if self.config.fault_proxies {
+                let mut proxies = BTreeMap::new();
+                let listen = pick_ports(3)?;
+                let participants = [Service::Billing, Service::Items, Service::Slots];
+                for (svc, port) in participants.into_iter().zip(listen) {
+                    let proxy = FaultProxy::start(
+                        svc.name(),
+                        SocketAddr::from(([127, 0, 0, 1], port)),
+                        SocketAddr::from(([127, 0, 0, 1], port_of(svc))),
+                    )
+                    .await?;
+                    proxies.insert(svc.name().to_owned(), Arc::new(proxy));
+                }
+                let urls = ServiceUrls {
+                    billing: proxies["billing"].url(),
+                    items: proxies["items"].url(),
+                    slots: proxies["slots"].url(),
+                };
+                *self.proxies.lock().unwrap_or_else(|e| e.into_inner()) = proxies;
+                urls
+            } else {
+                urls.clone()
+            };
             let mut specs = Vec::new();
             for svc in Service::ALL {
+                let urls = if svc == Service::Mediator {
+                    &mediator_urls
+                } else {
+                    &urls
+                };
                 specs.push((
                     svc.name().to_owned(),
-                    self.spec(svc, port_of(svc), &urls, None),
+                    self.spec(svc, port_of(svc), urls, None),
                 ));
             }
             for (i, port) in mediator_ports.iter().enumerate().skip(1) {
                 let name = format!("mediator-{}", i + 1);
-                let spec = self.spec(Service::Mediator, *port, &urls, Some(&name));
+                let spec = self.spec(Service::Mediator, *port, &mediator_urls, Some(&name));
                 specs.push((name, spec));
             }
             {
@@ -624,6 +667,41 @@ impl Stack {
         self.start_instance(name).await
     }
 
+    /// `SIGSTOP` to the process (its whole group): it stays alive, holds its connections and
+    /// its stream entries, and does nothing until [`Stack::resume`].
+    pub fn pause(&self, instance: &str) -> Result<()> {
+        self.signal_group(instance, libc::SIGSTOP)
+    }
+
+    /// `SIGCONT` after [`Stack::pause`].
+    pub fn resume(&self, instance: &str) -> Result<()> {
+        self.signal_group(instance, libc::SIGCONT)
+    }
+
+    fn signal_group(&self, instance: &str, sig: libc::c_int) -> Result<()> {
+        let pid = self
+            .pid(instance)
+            .with_context(|| format!("{instance} is not running"))?;
+        let pgid = libc::pid_t::try_from(pid).context("pid out of range")?;
+        ensure!(pgid > 1, "refusing to signal process group {pgid}");
+        // SAFETY: kill(2) takes no pointers; a negative pid addresses the child's own group.
+        if unsafe { libc::kill(-pgid, sig) } != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("signal {sig} to {instance}"));
+        }
+        Ok(())
+    }
+
+    /// The fault proxy in front of `participant` (`billing`, `items` or `slots`), when the stack
+    /// was started with [`StackConfig::fault_proxies`].
+    pub fn proxy(&self, participant: &str) -> Option<Arc<FaultProxy>> {
+        self.proxies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(participant)
+            .cloned()
+    }
+
     pub fn is_running(&self, instance: &str) -> bool {
         matches!(
             self.lock().get(instance).map(|p| &p.state),
@@ -840,6 +918,7 @@ impl Drop for Stack {
     }
 }
 
+#[derive(Clone)]
 struct ServiceUrls {
     billing: String,
     items: String,

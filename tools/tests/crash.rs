@@ -126,6 +126,7 @@ async fn mediator_killed_repeatedly_under_load() {
         seed,
         max_down: 1,
         verbose: false,
+        shared: None,
     };
     let mix = mix();
     let sending = sending(seed);

@@ -1,41 +1,60 @@
-//! chaos: failure injection against a private stack, then an exact audit.
+//! chaos: failure injection against a private stack under load, then an exact audit.
 //!
 //! It starts its own stack with the `tools::stack` harness (fresh databases on the given Postgres,
-//! its own streams on the given Redis, several mediator replicas), sends `--orders` mixed orders
-//! straight to the order API (at most `--max-unfinished` accepted orders not final at once, like
-//! that many clients each waiting for theirs), and meanwhile `kill -9`s `--kills` times a random
-//! one of the mediators, billing, items, slots and the order API, each restarted after a short
-//! random delay. The kills are spread over the run: kill `i` comes once `(i+1)/(kills+1)` of the
-//! orders are final, after a random 0-300 ms more. A POST that finds the order API dead is retried
-//! with the same Idempotency-Key; only accepted POSTs count.
+//! its own streams on the given Redis, several mediator replicas that reach billing, items and
+//! slots through fault proxies), sends mixed orders straight to the order API (at most
+//! `--max-unfinished` accepted orders not final at once, like that many clients each waiting for
+//! theirs), and meanwhile:
+//! - `kill -9`s `--kills` times a random one of the mediators, billing, items, slots and the order
+//!   API, each restarted after a short random delay (`campaign::kill_loop`);
+//! - runs the nemesis (`tools::nemesis`): `--pauses` SIGSTOPs of a mediator past its claim idle
+//!   time, `--lost-replies` windows where a participant's replies are dropped, `--delays` windows
+//!   where its calls are slowed past the per-attempt timeout, `--redis-restarts` (the first with
+//!   the last second of the AOF cut: writes really lost) and `--postgres-restarts`. The stores are
+//!   the ones `scripts/chaos.sh` started (`--redis-dir`, `--pg-data`, `--pg-bin`).
 //!
-//! Once the faults stop it waits (at most `--settle`) until no order is pending or compensating,
-//! then checks: 0 stuck, 0 lost (every accepted order exists and is final), no unknown (duplicate)
-//! order, and the conservation audit (`tools::audit`): wallets, stock and couriers balance exactly,
-//! nothing held for a failed order, every completed order held exactly once everywhere, nothing
-//! charged twice. It prints the figures and a `RESULT {json}` line, and exits 1 on any violation
-//! (a service that dies on its own or does not come back counts as one too).
+//! At least `--orders` orders are sent, and more while faults are still due, so that every fault
+//! lands under load. A POST that finds the order API down is retried with the same
+//! Idempotency-Key; only accepted POSTs count.
 //!
-//! `--short`: 600 orders and 8 kills (what `make test` runs).
+//! Once the faults stop, every order must be final within `--resume-within` (else the stragglers
+//! are "stalled"; it waits on, at most `--settle`, to show how long they take). Then it checks:
+//! 0 stuck, 0 lost (every accepted order exists and is final), no unknown (duplicate) order, the
+//! conservation audit (`tools::audit`: wallets, stock and couriers balance exactly, nothing held for
+//! a failed order, every completed order held exactly once everywhere), no outcome that no fault
+//! explains (`campaign::explained_by_faults`), every fault landed (with evidence) and as many of
+//! each kind as asked. The audit runs AGAIN after the mediators' step deadline plus the longest
+//! pause, to catch a straggler (a paused or slowed owner) acting late. It prints the figures and a
+//! `RESULT {json}` line, and exits 1 on any violation (a service that dies on its own or does not
+//! come back counts as one too).
+//!
+//! `--short`: 600 orders, 8 kills, 2 pauses, 2 lost replies, 2 delays, 1 Redis restart (cut),
+//! 1 PostgreSQL restart (what `make test` runs).
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::json;
 use std::{
+    collections::BTreeMap,
+    path::PathBuf,
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     time::{Duration, Instant},
 };
 use tools::{
     audit::Baseline,
-    campaign::{self, Faults, Pace, Sending, Setup},
+    campaign::{self, Faults, Pace, SendReport, Sending, Setup},
     client::ShopClient,
     duration,
+    nemesis::{FaultKind, Nemesis, NemesisConfig, Shared},
     stack::{Service, Stack, StackConfig},
+    stores::{PostgresStore, RedisStore},
     workload::Mix,
 };
 
 #[derive(Parser, Debug)]
-#[command(about = "Kill -9 the saga shop's services under load, then audit the books")]
+#[command(
+    about = "Faults (kill -9, pauses, lost replies, delays, store restarts) under load, then audit the books"
+)]
 struct Args {
     /// Postgres URL of a user that may CREATE DATABASE (default: $TEST_DATABASE_URL).
     #[arg(long, env = "CHAOS_DATABASE_URL")]
@@ -43,13 +62,39 @@ struct Args {
     /// Redis URL (default: $TEST_REDIS_URL).
     #[arg(long, env = "CHAOS_REDIS_URL")]
     redis_url: Option<String>,
-    /// Orders to send.
+    /// The directory of lib.sh's `start_redis` (redis.conf, pid file, appendonlydir): needed for
+    /// Redis restarts.
+    #[arg(long, env = "CHAOS_REDIS_DIR")]
+    redis_dir: Option<PathBuf>,
+    /// PostgreSQL's data directory: needed for PostgreSQL restarts.
+    #[arg(long, env = "CHAOS_PG_DATA")]
+    pg_data: Option<PathBuf>,
+    /// The directory of pg_ctl.
+    #[arg(long, env = "PG_BIN")]
+    pg_bin: Option<PathBuf>,
+    /// Orders to send (at least; more while faults are still due).
     #[arg(long, default_value_t = 10_000)]
     orders: usize,
     /// kill -9 this many times.
     #[arg(long, default_value_t = 60)]
     kills: usize,
-    /// A small run: 600 orders, 8 kills (overrides --orders and --kills).
+    /// SIGSTOP a mediator with entries in flight past its claim idle time, this many times.
+    #[arg(long, default_value_t = 24)]
+    pauses: usize,
+    /// Windows where one participant's replies are dropped.
+    #[arg(long, default_value_t = 24)]
+    lost_replies: usize,
+    /// Windows where one participant's calls are slowed past the mediator's attempt timeout.
+    #[arg(long, default_value_t = 12)]
+    delays: usize,
+    /// Redis restarts (every other one, the first included, with the AOF tail cut).
+    #[arg(long, default_value_t = 4)]
+    redis_restarts: usize,
+    /// PostgreSQL restarts (alternately -m fast and -m immediate).
+    #[arg(long, default_value_t = 2)]
+    postgres_restarts: usize,
+    /// A small run (what `make test` runs): 600 orders, 8 kills, 2 pauses, 2 lost replies,
+    /// 2 delays, 1 Redis restart (cut), 1 PostgreSQL restart.
     #[arg(long)]
     short: bool,
     /// Mediator replicas.
@@ -79,21 +124,28 @@ struct Args {
     down_min: Duration,
     #[arg(long, value_parser = duration::parse, default_value = "1500ms")]
     down_max: Duration,
-    /// Every order must be final within this long after the last fault.
-    #[arg(long, value_parser = duration::parse, default_value = "120s")]
+    /// Every order must be final within this long after the last fault (else: stalled).
+    #[arg(long, value_parser = duration::parse, default_value = "30s")]
+    resume_within: Duration,
+    /// How long to wait on for stalled orders (to show when they end), counted from the last fault.
+    #[arg(long, value_parser = duration::parse, default_value = "360s")]
     settle: Duration,
     /// At most this many processes down at once (restarts overlap with the next kills).
     #[arg(long, default_value_t = 2)]
     max_down: usize,
-    /// Mediators take over a dead replica's entries after this idle time.
-    #[arg(long, default_value_t = 3000)]
+    /// Mediators take over a silent replica's entries after this idle time.
+    #[arg(long, default_value_t = 1500)]
     claim_min_idle_ms: u64,
-    /// The mediators' STEP_DEADLINE_MS (how long a step retries before the saga gives up on it);
-    /// the services' default when not given. Below --down-max, steps run out of time and orders
-    /// fail (as "unexpected" outcomes) while a participant is down: the compensation path.
-    #[arg(long)]
-    step_deadline_ms: Option<u64>,
-    /// Seed of the orders and the kills (random by default; printed).
+    /// The mediators' STEP_DEADLINE_MS (a step's retries; each attempt times out after a third).
+    #[arg(long, default_value_t = 3000)]
+    step_deadline_ms: u64,
+    /// A pause lasts the claim idle time plus 0.5 s to this.
+    #[arg(long, value_parser = duration::parse, default_value = "3s")]
+    pause_extra_max: Duration,
+    /// Longest lost-reply and delay windows (the shortest is a third of it).
+    #[arg(long, value_parser = duration::parse, default_value = "4s")]
+    window_max: Duration,
+    /// Seed of the orders and the faults (random by default; printed).
     #[arg(long)]
     seed: Option<u64>,
     /// Keep the services' logs (they are kept anyway when a check fails).
@@ -107,6 +159,11 @@ async fn main() -> Result<()> {
     if args.short {
         args.orders = 600;
         args.kills = 8;
+        args.pauses = 2;
+        args.lost_replies = 2;
+        args.delays = 2;
+        args.redis_restarts = 1;
+        args.postgres_restarts = 1;
     }
     if args.targets.is_empty() || args.targets.contains(&Service::Auth) {
         bail!("--targets: some of mediator, billing, items, slots, order (auth is never killed)");
@@ -121,24 +178,38 @@ async fn main() -> Result<()> {
         .clone()
         .or_else(|| std::env::var("TEST_REDIS_URL").ok())
         .context("give --redis-url (or CHAOS_REDIS_URL / TEST_REDIS_URL)")?;
+    let redis = match &args.redis_dir {
+        Some(dir) => Some(RedisStore::new(dir, &redis_url)?),
+        None if args.redis_restarts > 0 => {
+            bail!("--redis-restarts needs --redis-dir (scripts/chaos.sh passes it)")
+        }
+        None => None,
+    };
+    let postgres = match (&args.pg_data, &args.pg_bin) {
+        (Some(data), Some(bin)) => Some(PostgresStore::new(data, bin)?),
+        _ if args.postgres_restarts > 0 => {
+            bail!("--postgres-restarts needs --pg-data and --pg-bin (scripts/chaos.sh passes them)")
+        }
+        _ => None,
+    };
     let seed = args
         .seed
         .unwrap_or_else(|| campaign::seed_from_env_or_random("CHAOS_SEED"));
 
-    let mut config = StackConfig::new(database_url, redis_url)
+    let config = StackConfig::new(database_url, redis_url)
         .mediators(args.mediators)
+        .fault_proxies()
         .service_env(
             Service::Mediator,
             "CLAIM_MIN_IDLE_MS",
             args.claim_min_idle_ms,
-        );
-    if let Some(ms) = args.step_deadline_ms {
-        config = config.service_env(Service::Mediator, "STEP_DEADLINE_MS", ms);
-    }
+        )
+        .service_env(Service::Mediator, "STEP_DEADLINE_MS", args.step_deadline_ms);
+    let mut config = config;
     // Enough stock and couriers that success orders never run out: the audit is exact either way,
     // but then every success must complete.
-    config.item_stock = (args.orders as i64).max(1000);
-    config.slot_capacity = (args.orders as i64).max(1000);
+    config.item_stock = (args.orders as i64 * 2).max(1000);
+    config.slot_capacity = (args.orders as i64 * 2).max(1000);
     config.rust_log = std::env::var("SAGA_STACK_RUST_LOG").unwrap_or_else(|_| "warn".into());
     let started = Instant::now();
     let stack = Stack::start(config).await.context("starting the stack")?;
@@ -152,7 +223,7 @@ async fn main() -> Result<()> {
         args.mediators,
         stack.log_dir().display()
     );
-    let outcome = run(&stack, &args, seed).await;
+    let outcome = run(&stack, &args, seed, redis, postgres).await;
     let failed = match &outcome {
         Ok(ok) => !ok,
         Err(_) => true,
@@ -168,14 +239,23 @@ async fn main() -> Result<()> {
     }
 }
 
+/// Orders per `send_orders` call: the sender goes on in such chunks while faults are due.
+const CHUNK: usize = 500;
+
 /// The run; `Ok(true)` when every check passed.
-async fn run(stack: &Stack, args: &Args, seed: u64) -> Result<bool> {
+async fn run(
+    stack: &Stack,
+    args: &Args,
+    seed: u64,
+    redis: Option<RedisStore>,
+    postgres: Option<PostgresStore>,
+) -> Result<bool> {
     let client = ShopClient::new(stack.endpoints(), Duration::from_secs(10))?;
     let poor = (args.users / 10).max(1);
     let rich = args.users.max(1);
     let max_amount = 500;
-    // Every order may hold its amount for a while; 2x margin.
-    let per_user = (args.orders / rich + 1) as i64 * max_amount * 2;
+    // Every order may hold its amount for a while; 3x margin (orders beyond --orders too).
+    let per_user = (args.orders / rich + 1) as i64 * max_amount * 3;
     let setup = Setup {
         rich,
         poor,
@@ -197,6 +277,7 @@ async fn run(stack: &Stack, args: &Args, seed: u64) -> Result<bool> {
             targets.push(svc.name().to_owned());
         }
     }
+    let shared = Shared::default();
     let faults = Faults {
         kills: args.kills,
         targets: targets.clone(),
@@ -206,57 +287,108 @@ async fn run(stack: &Stack, args: &Args, seed: u64) -> Result<bool> {
         seed,
         max_down: args.max_down,
         verbose: true,
+        shared: Some(shared.clone()),
     };
-    let sending = Sending {
-        orders: args.orders,
-        concurrency: args.concurrency,
-        pause: Duration::ZERO,
-        post_timeout: Duration::from_secs(60),
-        max_unfinished: Some(args.max_unfinished),
+    let requested: BTreeMap<FaultKind, usize> = [
+        (FaultKind::Kill, args.kills),
+        (FaultKind::Pause, args.pauses),
+        (FaultKind::LostReply, args.lost_replies),
+        (FaultKind::Delay, args.delays),
+        (FaultKind::RedisRestart, args.redis_restarts),
+        (FaultKind::PostgresRestart, args.postgres_restarts),
+    ]
+    .into_iter()
+    .collect();
+    let step_deadline = Duration::from_millis(args.step_deadline_ms);
+    let window_min = args.window_max / 3;
+    let nemesis_config = NemesisConfig {
+        counts: requested.clone(),
+        claim_min_idle: Duration::from_millis(args.claim_min_idle_ms),
+        pause_extra: (Duration::from_millis(500), args.pause_extra_max),
+        step_deadline,
+        lost_reply_for: (window_min, args.window_max),
+        delay_for: (window_min, args.window_max),
+        pace_total: args.orders as u64,
         seed,
+        redis,
+        postgres,
+        verbose: true,
     };
     eprintln!(
-        "chaos: {} orders (mix {}), {} kills among {}",
+        "chaos: {}+ orders (mix {}), faults {:?}; kills among {}",
         args.orders,
         args.mix,
-        args.kills,
+        requested,
         targets.join(", ")
     );
 
     let dbs = stack.dbs().await?;
+    let nemesis = Nemesis::new(stack, &nemesis_config, shared, &dbs.orders);
     let progress = AtomicU64::new(0);
     let finals = AtomicU64::new(0);
-    let stop_kills = AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
+    let faults_done = AtomicBool::new(false);
     let done = AtomicBool::new(false);
     let t = Instant::now();
-    let work = async {
-        let r = tokio::join!(
-            campaign::send_orders(
+    let send_all = async {
+        let mut report = SendReport::default();
+        for chunk in 0u64.. {
+            let tried = report.accepted.len() + report.rejected.len();
+            let n = if tried < args.orders {
+                (args.orders - tried).min(CHUNK)
+            } else if !faults_done.load(Relaxed) {
+                CHUNK
+            } else {
+                break;
+            };
+            let sending = Sending {
+                orders: n,
+                concurrency: args.concurrency,
+                pause: Duration::ZERO,
+                post_timeout: Duration::from_secs(60),
+                max_unfinished: Some(args.max_unfinished),
+                seed: seed.wrapping_add(chunk),
+            };
+            let sent = campaign::send_orders(
                 &client,
                 &planner,
                 &args.mix,
                 &sending,
                 &progress,
-                Some(&finals)
-            ),
-            campaign::kill_loop(stack, &faults, &progress, &stop_kills, Some(&dbs.orders)),
+                Some(&finals),
+            )
+            .await;
+            report.accepted.extend(sent.accepted);
+            report.rejected.extend(sent.rejected);
+            report.retries += sent.retries;
+        }
+        report
+    };
+    let inject = async {
+        let r = tokio::join!(
+            campaign::kill_loop(stack, &faults, &progress, &stop, Some(&dbs.orders)),
+            nemesis.run(&stop),
         );
+        faults_done.store(true, Relaxed);
+        r
+    };
+    let work = async {
+        let r = tokio::join!(send_all, inject);
         done.store(true, Relaxed);
         r
     };
     let report_progress = async {
         while !done.load(Relaxed) {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
             eprintln!(
-                "[{:6.1}s] accepted {:>6}/{}  final {:>6}",
+                "[{:6.1}s] accepted {:>6}  final {:>6}",
                 t.elapsed().as_secs_f64(),
                 progress.load(Relaxed),
-                args.orders,
                 finals.load(Relaxed)
             );
         }
     };
-    let ((sent, kills), (), ()) = tokio::join!(
+    let ((sent, (kills, mut nemesis_report)), (), ()) = tokio::join!(
         work,
         campaign::track_finals(&dbs.orders, &finals, &done, Duration::from_millis(50)),
         report_progress
@@ -264,39 +396,101 @@ async fn run(stack: &Stack, args: &Args, seed: u64) -> Result<bool> {
     let faults_over = Instant::now();
     eprintln!(
         "chaos: faults over after {:.1}s: {} orders accepted ({} POST retries, {} given up), \
-         {} kills, {} recoveries; waiting for quiescence (at most {:?})",
+         {} kills, {} other faults; waiting for quiescence ({:?}, at most {:?})",
         t.elapsed().as_secs_f64(),
         sent.accepted.len(),
         sent.retries,
         sent.rejected.len(),
         kills.kills,
-        kills.recoveries,
+        nemesis_report.faults.len(),
+        args.resume_within,
         args.settle
     );
 
-    let settled = campaign::wait_quiescent(&dbs, args.settle).await?;
+    // Every order must resume and end soon after the last fault; stragglers are waited for (to
+    // show how long they take) but count as stalled.
+    let resumed = campaign::wait_quiescent(&dbs, args.resume_within).await?;
+    let mut stalled_examples = Vec::new();
+    let stalled = match resumed {
+        Ok(_) => 0,
+        Err(_) => {
+            let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
+                "SELECT id, status FROM orders WHERE status NOT IN ('completed', 'failed') \
+                 ORDER BY created_at",
+            )
+            .fetch_all(&dbs.orders)
+            .await
+            .context("reading the stalled orders")?;
+            stalled_examples = rows
+                .iter()
+                .take(10)
+                .map(|(id, status)| format!("{id} ({status})"))
+                .collect();
+            eprintln!(
+                "chaos: {} orders not final {:?} after the last fault; waiting on (at most {:?})",
+                rows.len(),
+                args.resume_within,
+                args.settle
+            );
+            rows.len()
+        }
+    };
+    let settled = if stalled > 0 {
+        campaign::wait_quiescent(&dbs, args.settle.saturating_sub(faults_over.elapsed())).await?
+    } else {
+        resumed
+    };
+    let settle_s = match settled {
+        Ok(_) => faults_over.elapsed().as_secs_f64(),
+        Err(_) => args.settle.as_secs_f64(),
+    };
     let baseline = Baseline {
         initial_wallet_cents: stack.config().initial_wallet_cents,
         item_stock: stack.config().item_stock,
     };
     let verdict = campaign::verify(&dbs, baseline, &sent.accepted).await?;
-    // Again a little later: a late effect (a step landing after its order was declared final)
-    // would show up only now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    nemesis
+        .confirm(&mut nemesis_report, &dbs)
+        .await
+        .context("checking the evidence of the proxy faults")?;
+    // Again, once a paused or slowed owner has certainly woken up and run out of deadline: a late
+    // effect (a step landing after its order was declared final) shows up only now.
+    let late_after = step_deadline + nemesis_config.max_pause() + Duration::from_secs(2);
+    tokio::time::sleep(late_after).await;
     let again = tools::audit::audit(&dbs, baseline).await?;
-    let late_violations = again.violation_count();
+    let late_violations = again.violation_count() + again.not_final;
 
-    let settle_s = match settled {
-        Ok(d) => d.as_secs_f64(),
-        Err(_) => args.settle.as_secs_f64(),
-    };
+    let mut faults_by_kind: BTreeMap<FaultKind, usize> = nemesis_report.landed_by_kind();
+    faults_by_kind.insert(FaultKind::Kill, kills.kills);
+    for kind in FaultKind::ALL {
+        faults_by_kind.entry(kind).or_default();
+    }
+    let shortfalls: Vec<String> = requested
+        .iter()
+        .filter(|(k, n)| faults_by_kind.get(k).copied().unwrap_or(0) < **n)
+        .map(|(k, n)| format!("{k}: {} landed of {n}", faults_by_kind[k]))
+        .collect();
+    let not_landed: Vec<String> = nemesis_report
+        .not_landed()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} at {}s ({}): {}",
+                f.kind, f.target, f.at_s, f.detail, f.evidence
+            )
+        })
+        .collect();
+
     let total_s = faults_over.duration_since(t).as_secs_f64();
     let unexpected: usize = verdict.unexpected.values().sum();
-    let violations = verdict.violations() + late_violations + kills.problems.len();
+    let unexplained: usize = verdict.unexplained.values().sum();
+    let fault_problems =
+        kills.problems.len() + nemesis_report.errors.len() + not_landed.len() + shortfalls.len();
+    let violations =
+        verdict.violations() + late_violations + unexplained + stalled + fault_problems;
     println!("== chaos result (seed {seed}) ==");
     println!(
-        "orders sent        {} ({} accepted, {} POSTs given up)",
-        args.orders,
+        "orders sent        {} accepted ({} POSTs given up)",
         sent.accepted.len(),
         sent.rejected.len()
     );
@@ -305,43 +499,82 @@ async fn run(stack: &Stack, args: &Args, seed: u64) -> Result<bool> {
         "recoveries         {} (slowest {} ms to ready)",
         kills.recoveries, kills.slowest_recovery_ms
     );
+    let by_kind: Vec<String> = faults_by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!("faults landed      {}", by_kind.join(", "));
     println!(
         "run time           {total_s:.1} s under faults; quiescent {settle_s:.1} s after the last fault"
+    );
+    println!(
+        "stalled            {stalled} (not final {:?} after the last fault)",
+        args.resume_within
     );
     println!("stuck              {}", verdict.stuck.len());
     println!("lost               {}", verdict.lost.len());
     println!("unknown orders     {}", verdict.unknown.len());
     println!(
-        "unexpected         {unexpected} (outcome not the one its kind must have; not a violation)"
+        "unexpected         {unexpected} ({unexplained} not explained by a fault: violations)"
     );
     println!("violations         {violations}");
     println!("{}", verdict.report());
     if late_violations > 0 {
-        println!("audit 3 s later:\n{}", again.report());
+        println!(
+            "audit {:.0} s later:\n{}",
+            late_after.as_secs_f64(),
+            again.report()
+        );
+    }
+    for id in &stalled_examples {
+        println!("  STALLED {id}");
     }
     for p in &kills.problems {
         println!("PROBLEM {p}");
     }
+    for e in &nemesis_report.errors {
+        println!("NEMESIS ERROR {e}");
+    }
+    for f in &not_landed {
+        println!("NOT LANDED {f}");
+    }
+    for s in &shortfalls {
+        println!("TOO FEW {s}");
+    }
+    for f in &nemesis_report.faults {
+        println!(
+            "  fault {:>6.1}s {:<16} {:<10} {} -> {}",
+            f.at_s, f.kind, f.target, f.detail, f.evidence
+        );
+    }
     for r in sent.rejected.iter().take(10) {
         println!("gave up on POST: {r}");
     }
+    let names = |m: &BTreeMap<FaultKind, usize>| -> BTreeMap<&'static str, usize> {
+        m.iter().map(|(k, n)| (k.name(), *n)).collect()
+    };
     let result = json!({
         "seed": seed,
         "orders": args.orders,
         "accepted": sent.accepted.len(),
         "post_given_up": sent.rejected.len(),
         "post_retries": sent.retries,
-        "kills": kills.kills,
+        "faults_by_kind": names(&faults_by_kind),
+        "faults_requested": names(&requested),
+        "faults_not_landed": not_landed.len(),
+        "nemesis_errors": nemesis_report.errors.len(),
         "kills_by_target": kills.by_target,
         "recoveries": kills.recoveries,
         "problems": kills.problems,
         "completed": verdict.audit.completed,
         "failed": verdict.audit.failed,
         "failed_by_reason": verdict.audit.failed_by_reason,
+        "stalled": stalled,
         "stuck": verdict.stuck.len(),
         "lost": verdict.lost.len(),
         "unknown": verdict.unknown.len(),
         "unexpected": verdict.unexpected,
+        "unexplained": verdict.unexplained,
         "audit_violations": verdict.audit.violations,
         "late_audit_violations": again.violations,
         "violations": violations,

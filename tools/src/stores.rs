@@ -1,0 +1,330 @@
+//! Restarting the private Redis and PostgreSQL that `scripts/chaos.sh` started (via
+//! `scripts/lib.sh`), for the `redis_restart` and `postgres_restart` faults of the nemesis.
+//!
+//! How each store is STARTED stays in one place, `scripts/lib.sh`: this module never writes a
+//! server option of its own.
+//! - Redis: lib.sh writes `<dir>/redis.conf` (appendonly yes, appendfsync everysec, daemonize,
+//!   pid file); a restart runs `redis-server <dir>/redis.conf --aof-load-truncated yes` — the same
+//!   file, plus the one setting that lets Redis load an append-only file whose tail we cut (it is
+//!   Redis' default too; spelled out because the cut depends on it).
+//! - PostgreSQL: `pg_ctl restart` reuses the options of the running server (`postmaster.opts`),
+//!   run as the `postgres` user like lib.sh does, with lib.sh's log file.
+//!
+//! Only processes whose pid files live in the directories given are ever signalled.
+
+use anyhow::{Context, Result, bail, ensure};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+use tokio::process::Command;
+
+/// The Redis that lib.sh's `start_redis DIR PORT` runs.
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pub dir: PathBuf,
+    pub url: String,
+}
+
+/// What a Redis restart did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RedisRestart {
+    /// Bytes cut from the end of the append-only file while Redis was down.
+    pub cut_bytes: u64,
+    /// `XINFO STREAM` of the orders stream just before the kill and after the restart:
+    /// (length, last generated id).
+    pub before: Option<(u64, String)>,
+    pub after: Option<(u64, String)>,
+    pub down_ms: u128,
+}
+
+impl RedisRestart {
+    /// Stream entries that were there before the kill and are not after the restart.
+    pub fn lost_entries(&self) -> bool {
+        match (&self.before, &self.after) {
+            (Some((_, b)), Some((_, a))) => stream_id(a) < stream_id(b),
+            _ => false,
+        }
+    }
+}
+
+fn stream_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+impl RedisStore {
+    pub fn new(dir: impl Into<PathBuf>, url: impl Into<String>) -> Result<Self> {
+        let dir = dir.into();
+        ensure!(
+            dir.join("redis.conf").is_file(),
+            "{} has no redis.conf (a directory of lib.sh's start_redis)",
+            dir.display()
+        );
+        Ok(Self {
+            dir,
+            url: url.into(),
+        })
+    }
+
+    fn pid(&self) -> Result<i32> {
+        read_pid(&self.dir.join("redis.pid"), "redis-server")
+    }
+
+    /// The last incremental append-only file (Redis 7 multi-part AOF), from the manifest.
+    pub fn aof_tail_file(&self) -> Result<PathBuf> {
+        let aof_dir = self.dir.join("appendonlydir");
+        let manifest = std::fs::read_dir(&aof_dir)
+            .with_context(|| format!("listing {}", aof_dir.display()))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".manifest"))
+            .with_context(|| format!("no AOF manifest in {}", aof_dir.display()))?;
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let last = text
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .collect::<Vec<_>>()
+                    .ends_with(&["type", "i"])
+            })
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .next_back()
+            .with_context(|| format!("no incremental AOF in {}", manifest.display()))?;
+        Ok(aof_dir.join(last))
+    }
+
+    async fn connection(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url.as_str()).context("parsing the Redis URL")?;
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .context("connecting to Redis timed out")?
+        .context("connecting to Redis")
+    }
+
+    /// `(length, last-generated-id)` of a stream.
+    pub async fn stream_state(&self, stream: &str) -> Result<(u64, String)> {
+        let mut conn = self.connection().await?;
+        let info: redis::streams::StreamInfoStreamReply = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(&mut conn)
+            .await
+            .context("XINFO STREAM")?;
+        Ok((info.length as u64, info.last_generated_id))
+    }
+
+    /// Kills Redis (`SIGKILL`: nothing flushed beyond what it already wrote), cuts the append-only
+    /// file back to `cut_to` bytes if given (the size it had a moment ago: the writes since are
+    /// lost, as after a machine crash with `appendfsync everysec`), waits `down`, starts it again
+    /// from its lib.sh config and waits for PING.
+    pub async fn restart(
+        &self,
+        stream: &str,
+        cut_to: Option<(PathBuf, u64)>,
+        down: Duration,
+    ) -> Result<RedisRestart> {
+        let mut report = RedisRestart {
+            before: self.stream_state(stream).await.ok(),
+            ..RedisRestart::default()
+        };
+        let pid = self.pid()?;
+        signal(pid, libc::SIGKILL)?;
+        let t = Instant::now();
+        wait_gone(pid, Duration::from_secs(10)).await?;
+        if let Some((file, size)) = cut_to {
+            let now = std::fs::metadata(&file)
+                .with_context(|| format!("stat {}", file.display()))?
+                .len();
+            if now > size {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                f.set_len(size)
+                    .with_context(|| format!("truncating {}", file.display()))?;
+                report.cut_bytes = now - size;
+            }
+        }
+        tokio::time::sleep(down).await;
+        let conf = self.dir.join("redis.conf");
+        let status = Command::new("redis-server")
+            .arg(&conf)
+            .args(["--aof-load-truncated", "yes"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .context("running redis-server")?;
+        ensure!(
+            status.success(),
+            "redis-server {} exited {status}",
+            conf.display()
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut conn) = self.connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Redis did not answer PING within 60 s of its restart (see {})",
+                    self.dir.join("redis.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        report.down_ms = t.elapsed().as_millis();
+        report.after = self.stream_state(stream).await.ok();
+        Ok(report)
+    }
+}
+
+/// The PostgreSQL that lib.sh's `start_postgres DIR PORT` runs.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    /// Its data directory (`<home>/data`; home is DIR or lib.sh's /var/tmp fallback).
+    pub data: PathBuf,
+    /// The directory of `pg_ctl`.
+    pub bin: PathBuf,
+}
+
+/// How a PostgreSQL restart stops the server (`pg_ctl -m`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgStop {
+    /// Disconnect clients, checkpoint, stop.
+    Fast,
+    /// Abort at once: crash recovery from the WAL at the next start.
+    Immediate,
+}
+
+impl PgStop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PgStop::Fast => "fast",
+            PgStop::Immediate => "immediate",
+        }
+    }
+}
+
+impl PostgresStore {
+    pub fn new(data: impl Into<PathBuf>, bin: impl Into<PathBuf>) -> Result<Self> {
+        let (data, bin) = (data.into(), bin.into());
+        ensure!(
+            data.join("PG_VERSION").is_file(),
+            "{} is not a PostgreSQL data directory",
+            data.display()
+        );
+        ensure!(
+            bin.join("pg_ctl").is_file(),
+            "no pg_ctl in {}",
+            bin.display()
+        );
+        Ok(Self { data, bin })
+    }
+
+    /// The postmaster's pid (first line of `postmaster.pid`).
+    pub fn pid(&self) -> Result<i32> {
+        read_pid(&self.data.join("postmaster.pid"), "postgres")
+    }
+
+    /// `pg_ctl restart -m <mode>` as the postgres user (when we are root), with lib.sh's log file;
+    /// returns once the server accepts connections again, with the time it took.
+    pub async fn restart(&self, mode: PgStop) -> Result<Duration> {
+        let home = self
+            .data
+            .parent()
+            .context("the data directory has no parent")?;
+        let t = Instant::now();
+        let pg_ctl = self.bin.join("pg_ctl");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&pg_ctl);
+            c
+        } else {
+            Command::new(&pg_ctl)
+        };
+        // From the home directory: the postgres user may not be able to enter ours.
+        let output = cmd
+            .current_dir(home)
+            .arg("restart")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", mode.as_str(), "-w", "-t", "60", "-s", "-l"])
+            .arg(home.join("postgres.log"))
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running pg_ctl restart")?;
+        ensure!(
+            output.status.success(),
+            "pg_ctl restart -m {} failed ({}): {}",
+            mode.as_str(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(t.elapsed())
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and touches no memory of ours.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The pid in the first line of `file`, checked to be a live process named `comm`.
+fn read_pid(file: &Path, comm: &str) -> Result<i32> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let pid: i32 = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no pid in {}", file.display()))?;
+    let actual = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    ensure!(
+        pid > 1 && actual.trim() == comm,
+        "pid {pid} of {} is not a running {comm} (it is {:?})",
+        file.display(),
+        actual.trim()
+    );
+    Ok(pid)
+}
+
+fn signal(pid: i32, sig: libc::c_int) -> Result<()> {
+    // SAFETY: kill(2) takes no pointers; pid > 1 was checked by read_pid.
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error()).context(format!("kill({pid}, {sig})"));
+    }
+    Ok(())
+}
+
+async fn wait_gone(pid: i32, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // A zombie is gone for our purpose (the daemon's parent reaps it).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| r.starts_with('Z'))
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("pid {pid} still alive {timeout:?} after SIGKILL");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
