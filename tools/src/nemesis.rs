@@ -187,6 +187,9 @@ pub struct Nemesis<'a> {
 }
 
 const PARTICIPANTS: [&str; 3] = ["items", "slots", "billing"];
+/// How much longer than planned a paused mediator may stay stopped, waiting for the others to
+/// take over one of its entries (see `pause_for`).
+const PAUSE_OVERTIME: Duration = Duration::from_secs(20);
 
 impl<'a> Nemesis<'a> {
     pub fn new(
@@ -401,9 +404,21 @@ impl<'a> Nemesis<'a> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let before = self.pending_of(target).await;
         tokio::time::sleep(length.saturating_sub(t.elapsed())).await;
-        let after = self.pending_of(target).await;
+        let mut after = self.pending_of(target).await;
+        // The other mediators take its entries over once idle AND once they have a free saga slot:
+        // right after a store restart every slot may still be retrying. Stay stopped until they
+        // have taken at least one (bounded): a pause that wakes before that tests nothing.
+        let overtime = Instant::now() + PAUSE_OVERTIME;
+        while let (Ok(b), Ok(a)) = (&before, &after) {
+            if b.difference(a).next().is_some() || Instant::now() >= overtime {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            after = self.pending_of(target).await;
+        }
         // A process killed meanwhile (it should not be: it is marked busy) has nothing to resume.
         let resumed = self.stack.resume(target);
+        record.detail = format!("SIGSTOP for {} ms", t.elapsed().as_millis());
         let (before, after) = (before?, after?);
         let taken = before.difference(&after).count();
         record.landed = taken > 0 && resumed.is_ok();
@@ -584,7 +599,11 @@ impl<'a> Nemesis<'a> {
                 .fetch_one(db)
                 .await
                 .context("reading the holds of a fault window")?;
-                f.landed = committed > 0 && slow > 0;
+                // A hold committed in the window had its reply dropped (every reply in it is, and
+                // the proxy cuts the connections at both ends of the window): that is the fault.
+                // Whether the mediator then waited out an attempt or retried on a cut connection
+                // (and got the recorded outcome) depends on where in the window the call fell.
+                f.landed = committed > 0;
                 f.evidence = format!(
                     "{committed} holds committed by {} while its replies were dropped; \
                      {slow} calls to it outlasted an attempt",
