@@ -137,14 +137,19 @@ async fn alice_with(initial: i64) -> App {
     app
 }
 
-#[tokio::test]
-async fn with_its_database_down_billing_answers_503_unavailable() {
+/// A billing service that reaches its database through a [`Link`] the test can cut.
+async fn behind_a_link(initial: i64) -> (Link, App) {
     let (_, direct) = testing::migrated_pool(&billing::MIGRATOR).await;
     let (link, database) = Link::to_database(&direct).await;
     let pool = shop_common::db::connect_and_migrate(&database, &billing::MIGRATOR)
         .await
         .unwrap();
-    let app = serve_app(10_000, pool, database).await;
+    (link, serve_app(initial, pool, database).await)
+}
+
+#[tokio::test]
+async fn with_its_database_down_billing_answers_503_unavailable() {
+    let (link, app) = behind_a_link(10_000).await;
     app.create_account("alice").await;
     let url = format!("{}/api/accounts/alice", app.service.base);
     let account = app.service.http.get(url);
@@ -325,12 +330,7 @@ async fn a_replayed_charge_with_other_terms_is_refused() {
 /// pod out of the Service while it is down), `/health/live` stays 200 (no restart for a blip).
 #[tokio::test]
 async fn readiness_follows_the_database_and_liveness_does_not() {
-    let (_, direct) = testing::migrated_pool(&billing::MIGRATOR).await;
-    let (link, database) = Link::to_database(&direct).await;
-    let pool = shop_common::db::connect_and_migrate(&database, &billing::MIGRATOR)
-        .await
-        .unwrap();
-    let app = serve_app(10_000, pool, database).await;
+    let (link, app) = behind_a_link(10_000).await;
     let status = |path: &'static str| {
         let request = app.service.http.get(format!("{}{path}", app.service.base));
         async move { request.send().await.unwrap().status().as_u16() }

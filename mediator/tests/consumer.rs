@@ -9,7 +9,6 @@ use redis::streams::{StreamPendingCountReply, StreamPendingReply, StreamRangeRep
 use shop_common::{redis::RedisPool, testing};
 use sqlx::PgPool;
 use std::{
-    io::Read,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -482,6 +481,42 @@ async fn acknowledged_entries_are_trimmed_from_the_stream() {
 
 struct Process(Child);
 
+/// The mediator binary, configured for `fakes` and `stream`, quiet (RUST_LOG=warn).
+fn mediator_command(
+    database: &shop_common::config::DatabaseConfig,
+    fakes: &Fakes,
+    stream: &str,
+    consumer: &str,
+) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mediator"));
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("DATABASE_URL", database.url.expose())
+        .env("REDIS_URL", testing::redis_url().expose())
+        .env("INTERNAL_TOKEN", testing::INTERNAL_TOKEN)
+        .env("ORDERS_STREAM", stream)
+        .env("DEAD_LETTER_STREAM", format!("{stream}.dead"))
+        .env("CONSUMER_GROUP", "mediator")
+        .env("CONSUMER_NAME", consumer)
+        .env("ITEMS_URL", &fakes.items.url)
+        .env("SLOTS_URL", &fakes.slots.url)
+        .env("BILLING_URL", &fakes.billing.url)
+        .env("STEP_DEADLINE_MS", "10000")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Whether the mediator has created its consumer group on `stream`.
+async fn group_exists(redis: &RedisPool, stream: &str) -> bool {
+    let mut conn = redis.get().await.unwrap();
+    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(&mut *conn)
+        .await;
+    groups.is_ok_and(|g| !g.groups.is_empty())
+}
+
 impl Process {
     fn start(
         database: &shop_common::config::DatabaseConfig,
@@ -489,20 +524,7 @@ impl Process {
         stream: &str,
         consumer: &str,
     ) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("DATABASE_URL", database.url.expose())
-            .env("REDIS_URL", testing::redis_url().expose())
-            .env("INTERNAL_TOKEN", testing::INTERNAL_TOKEN)
-            .env("ORDERS_STREAM", stream)
-            .env("DEAD_LETTER_STREAM", format!("{stream}.dead"))
-            .env("CONSUMER_GROUP", "mediator")
-            .env("CONSUMER_NAME", consumer)
-            .env("ITEMS_URL", &fakes.items.url)
-            .env("SLOTS_URL", &fakes.slots.url)
-            .env("BILLING_URL", &fakes.billing.url)
-            .env("STEP_DEADLINE_MS", "10000")
-            .env("RUST_LOG", "warn")
+        let child = mediator_command(database, fakes, stream, consumer)
             .stdout(Stdio::null())
             .spawn()
             .expect("starting the mediator binary");
@@ -589,14 +611,8 @@ async fn sigterm_exits_promptly_with_status_0() {
     let redis = redis_pool();
     let stream = unique("orders");
     let mut process = Process::start(&database, &fakes, &stream, "pod-0");
-    eventually(WAIT, "the consumer group exists", || async {
-        let mut conn = redis.get().await.unwrap();
-        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&stream)
-            .query_async(&mut *conn)
-            .await;
-        groups.is_ok_and(|g| !g.groups.is_empty())
+    eventually(WAIT, "the consumer group exists", || {
+        group_exists(&redis, &stream)
     })
     .await;
     let asked = std::time::Instant::now();
@@ -618,15 +634,8 @@ async fn a_short_internal_token_is_refused_at_start_up_and_never_logged() {
     let fakes = Fakes::start().await;
     let stream = unique("orders");
     let short = "tiny-token-42";
-    let refused = Command::new(env!("CARGO_BIN_EXE_mediator"))
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", database.url.expose())
-        .env("REDIS_URL", testing::redis_url().expose())
+    let refused = mediator_command(&database, &fakes, &stream, "pod-0")
         .env("INTERNAL_TOKEN", short)
-        .env("ORDERS_STREAM", &stream)
-        .env("ITEMS_URL", &fakes.items.url)
-        .env("SLOTS_URL", &fakes.slots.url)
-        .env("BILLING_URL", &fakes.billing.url)
         .env("RUST_LOG", "debug")
         .output()
         .expect("running the mediator binary");
@@ -639,62 +648,30 @@ async fn a_short_internal_token_is_refused_at_start_up_and_never_logged() {
     );
     assert!(!said.contains(short), "printed the secret: {said}");
 
-    // A normal start at debug level, until it has joined the group, then SIGTERM.
-    let child = Command::new(env!("CARGO_BIN_EXE_mediator"))
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", database.url.expose())
-        .env("REDIS_URL", testing::redis_url().expose())
-        .env("INTERNAL_TOKEN", testing::INTERNAL_TOKEN)
-        .env("ORDERS_STREAM", &stream)
-        .env("ITEMS_URL", &fakes.items.url)
-        .env("SLOTS_URL", &fakes.slots.url)
-        .env("BILLING_URL", &fakes.billing.url)
+    // A normal start at debug level, until it has joined the group, then SIGTERM. Its output is
+    // read from the start (a full pipe would block its logging).
+    let child = mediator_command(&database, &fakes, &stream, "pod-0")
         .env("RUST_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting the mediator binary");
+    let pid = child.id().to_string();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output());
     let redis = redis_pool();
-    eventually(WAIT, "the consumer group exists", || async {
-        let mut conn = redis.get().await.unwrap();
-        let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&stream)
-            .query_async(&mut *conn)
-            .await;
-        groups.is_ok_and(|g| !g.groups.is_empty())
+    eventually(WAIT, "the consumer group exists", || {
+        group_exists(&redis, &stream)
     })
     .await;
-    let mut child = child;
-    let termed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    let termed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(termed.success());
-    let output = tokio::task::spawn_blocking(move || {
-        let _ = child.wait();
-        let mut text = String::new();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let mut s = stream;
-            let _ = s.read_to_string(&mut text);
-        }
-        text
-    })
-    .await
-    .unwrap();
+    let output = tokio::time::timeout(WAIT, output)
+        .await
+        .expect("it exits on SIGTERM")
+        .unwrap()
+        .unwrap();
+    let output = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
     assert!(!output.is_empty(), "a debug log was written");
     assert!(
         !output.contains(testing::INTERNAL_TOKEN),

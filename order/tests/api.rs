@@ -72,6 +72,17 @@ fn good_order() -> Json {
 }
 
 impl App {
+    /// A good order of `user`, created; its id.
+    async fn create_order(&self, user: &str) -> Uuid {
+        let body: Json = self
+            .post(user, &good_order(), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        Uuid::parse_str(body["id"].as_str().unwrap()).unwrap()
+    }
+
     async fn post(&self, user: &str, body: &Json, key: Option<&str>) -> reqwest::Response {
         let mut req = self
             .http
@@ -368,13 +379,8 @@ async fn listing_shows_only_the_callers_orders_oldest_first() {
 #[tokio::test]
 async fn someone_elses_or_a_malformed_order_is_not_found() {
     let app = start().await;
-    let res: Json = app
-        .post("alice", &good_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let path = format!("/api/orders/{}", res["id"].as_str().unwrap());
+    let id = app.create_order("alice").await;
+    let path = format!("/api/orders/{id}");
     assert_eq!(app.get("alice", &path).await.status(), StatusCode::OK);
     assert_eq!(app.get("bob", &path).await.status(), StatusCode::NOT_FOUND);
     let unknown = format!("/api/orders/{}", Uuid::now_v7());
@@ -414,13 +420,7 @@ async fn without_a_valid_token_it_is_401() {
 #[tokio::test]
 async fn the_saga_log_is_shown_with_the_order() {
     let app = start().await;
-    let res: Json = app
-        .post("alice", &good_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = Uuid::parse_str(res["id"].as_str().unwrap()).unwrap();
+    let id = app.create_order("alice").await;
     let now = time::OffsetDateTime::now_utc();
     let step = |participant, outcome, code: Option<&str>| db::NewStep {
         participant,
@@ -539,13 +539,7 @@ async fn with_redis_down_the_order_is_stored_and_the_sweep_publishes_it_later() 
 #[tokio::test]
 async fn the_sweeper_task_publishes_in_the_background() {
     let app = start_with_redis(Secret::new("redis://127.0.0.1:1")).await;
-    let body: Json = app
-        .post("alice", &good_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+    let id = app.create_order("alice").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let sweeper = tokio::spawn(outbox::run_sweeper(
         app.pool.clone(),
@@ -580,13 +574,7 @@ async fn health_is_ready_with_database_and_redis() {
 #[tokio::test]
 async fn an_order_unfinished_long_after_publication_is_published_again() {
     let app = start().await;
-    let body: Json = app
-        .post("alice", &good_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+    let id = app.create_order("alice").await;
     assert!(eventually_published(&app.pool, id).await);
     let redis = redis_pool();
     let swept = outbox::sweep_stale_once(&app.pool, &redis, &app.stream, Duration::from_secs(60))
@@ -656,13 +644,7 @@ async fn eventually_entries(stream: &str, id: Uuid, n: usize) -> bool {
 async fn unfinished_and_finished(app: &App) -> (Uuid, Uuid) {
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let body: Json = app
-            .post("alice", &good_order(), None)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let id = Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
+        let id = app.create_order("alice").await;
         assert!(eventually_published(&app.pool, id).await);
         ids.push(id);
     }
@@ -753,13 +735,7 @@ async fn redis_del(key: &str) {
 #[tokio::test]
 async fn a_long_poll_answers_when_the_order_becomes_final() {
     let app = start().await;
-    let created: Json = app
-        .post("alice", &good_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id: Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let id = app.create_order("alice").await;
     let path = format!("/api/orders/{id}?wait_ms=20000");
     let waiting = tokio::spawn({
         let (http, base) = (app.http.clone(), app.base.clone());
@@ -812,13 +788,7 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
 #[tokio::test]
 async fn a_long_poll_without_a_signal_answers_the_stored_state_at_its_deadline() {
     let app = start().await;
-    let created: Json = app
-        .post("alice", &good_order(), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap();
+    let id = app.create_order("alice").await;
     let r = app
         .get("alice", &format!("/api/orders/{id}?wait_ms=100"))
         .await;
