@@ -449,7 +449,8 @@ fn record(report: &mut KillReport, down: &mut HashSet<String>, faults: &Faults, 
     }
 }
 
-async fn final_count(db: &PgPool) -> u64 {
+/// Orders in a final state (0 if the database cannot be read right now).
+pub async fn final_count(db: &PgPool) -> u64 {
     sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM orders WHERE status IN ('completed', 'failed')",
     )

@@ -30,6 +30,7 @@
 
 use crate::{
     audit::Dbs,
+    campaign::final_count,
     stack::Stack,
     stores::{PgStop, PostgresStore, RedisStore},
 };
@@ -624,14 +625,4 @@ fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
     } else {
         rng.random_range(lo..hi)
     }
-}
-
-async fn final_count(db: &PgPool) -> u64 {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM orders WHERE status IN ('completed', 'failed')",
-    )
-    .fetch_one(db)
-    .await
-    .map(|n| n.max(0) as u64)
-    .unwrap_or(0)
 }
