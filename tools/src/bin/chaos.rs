@@ -26,7 +26,7 @@
 //! each kind as asked. The audit runs AGAIN after the mediators' step deadline plus the longest
 //! pause, to catch a straggler (a paused or slowed owner) acting late. It prints the figures and a
 //! `RESULT {json}` line, and exits 1 on any violation (a service that dies on its own or does not
-//! come back counts as one too).
+//! come back counts as one too, and so does a POST given up after a minute of retries).
 //!
 //! `--short`: 600 orders, 8 kills, 2 pauses, 2 lost replies, 2 delays, 1 Redis restart (cut),
 //! 1 PostgreSQL restart (what `make test` runs).
@@ -486,8 +486,15 @@ async fn run(
     let unexplained: usize = verdict.unexplained.values().sum();
     let fault_problems =
         kills.problems.len() + nemesis_report.errors.len() + not_landed.len() + shortfalls.len();
-    let violations =
-        verdict.violations() + late_violations + unexplained + stalled + fault_problems;
+    // A POST given up after a minute of retries with its key: the order API refused a client for
+    // that long (and fewer orders were accepted than sent).
+    let given_up = sent.rejected.len();
+    let violations = verdict.violations()
+        + late_violations
+        + unexplained
+        + stalled
+        + fault_problems
+        + given_up;
     println!("== chaos result (seed {seed}) ==");
     println!(
         "orders sent        {} accepted ({} POSTs given up)",
@@ -548,7 +555,7 @@ async fn run(
         );
     }
     for r in sent.rejected.iter().take(10) {
-        println!("gave up on POST: {r}");
+        println!("GAVE UP on POST: {r}");
     }
     let names = |m: &BTreeMap<FaultKind, usize>| -> BTreeMap<&'static str, usize> {
         m.iter().map(|(k, n)| (k.name(), *n)).collect()
