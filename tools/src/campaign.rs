@@ -12,7 +12,7 @@
 //!    lost, no order created twice, and each order ended as its kind must.
 
 use crate::{
-    audit::{self, Audit, Baseline, Dbs, OrderRow},
+    audit::{self, Audit, Baseline, Dbs, Known, OrderRow, SentOrder},
     client::{ShopClient, User},
     stack::Stack,
     workload::{self, Catalog, Mix, OrderKind, Planner, Population},
@@ -66,6 +66,18 @@ pub async fn prepare(client: &ShopClient, setup: &Setup, prefix: &str) -> Result
     })
 }
 
+/// What the campaign's users deposited, in cents (each rich user `setup.deposit_cents`, acknowledged
+/// by billing; the poor ones nothing): the audit's `deposits` check compares it with the deposits
+/// table.
+pub fn deposits(setup: &Setup, planner: &Planner) -> HashMap<String, i64> {
+    let rich = planner.users.rich.iter().map(|u| (u, setup.deposit_cents));
+    let poor = planner.users.poor.iter().map(|u| (u, 0));
+    rich.chain(poor)
+        .filter(|(_, cents)| *cents > 0)
+        .map(|(u, cents)| (u.username.clone(), cents))
+        .collect()
+}
+
 /// One accepted order: what was asked and the id the API gave it.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -73,6 +85,10 @@ pub struct Sent {
     pub username: String,
     pub id: String,
     pub key: String,
+    /// What the POST asked for (the audit compares the stored order with it).
+    pub amount_cents: i64,
+    pub item: i64,
+    pub slot: String,
 }
 
 #[derive(Debug, Default)]
@@ -147,6 +163,9 @@ pub async fn send_orders(
                                 username: user.username.clone(),
                                 id: accepted.order.id,
                                 key,
+                                amount_cents: order.amount_cents,
+                                item: order.item,
+                                slot: order.slot.clone(),
                             },
                             accepted.attempts,
                         ))
@@ -558,9 +577,36 @@ impl Verdict {
     }
 }
 
-pub async fn verify(dbs: &Dbs, baseline: Baseline, accepted: &[Sent]) -> Result<Verdict> {
-    let audit = audit::audit(dbs, baseline).await?;
-    let rows = audit::orders(&dbs.orders).await?;
+/// What the client knows of `accepted`, for the audit's `order-vs-sent` check.
+pub fn sent_orders(accepted: &[Sent]) -> HashMap<uuid::Uuid, SentOrder> {
+    accepted
+        .iter()
+        .filter_map(|s| {
+            let id = uuid::Uuid::parse_str(&s.id).ok()?;
+            Some((
+                id,
+                SentOrder {
+                    username: s.username.clone(),
+                    amount: s.amount_cents,
+                    item: s.item,
+                    slot: s.slot.clone(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The audit (with `known`, to which the accepted orders are added) and what only the client
+/// knows: lost, stuck, unknown orders and outcomes against the kinds. The orders are read once,
+/// in the audit's snapshot.
+pub async fn verify(
+    dbs: &Dbs,
+    baseline: Baseline,
+    accepted: &[Sent],
+    mut known: Known,
+) -> Result<Verdict> {
+    known.sent = Some(sent_orders(accepted));
+    let (audit, rows) = audit::audit_with_orders(dbs, baseline, &known).await?;
     let by_id: HashMap<String, &OrderRow> = rows.iter().map(|o| (o.id.to_string(), o)).collect();
     let mut lost = Vec::new();
     let mut stuck = Vec::new();

@@ -861,6 +861,13 @@ impl Stack {
         }
     }
 
+    /// Stops every process (SIGKILL to each process group, the fault proxies stay), keeping the
+    /// databases and the streams: an audit after it reads books nothing can change any more.
+    /// [`Stack::shutdown`] still cleans up afterwards.
+    pub async fn stop_services(&self) {
+        self.kill_all().await;
+    }
+
     /// Stops every process, then drops the databases and the Redis streams, and removes the logs
     /// (unless [`Stack::keep_logs`] was called). Best effort: failures are printed, not returned.
     pub async fn shutdown(&self) {
@@ -1193,7 +1200,13 @@ async fn admin_connection(admin: &str) -> Result<PgConnection> {
         .with_context(|| format!("cannot connect to Postgres at {admin}; is it running?"))
 }
 
-async fn create_databases(admin: &str, id: &str) -> Result<BTreeMap<Database, (String, String)>> {
+/// Creates the five databases of a stack `id` (`stack_<id>_<name>`, empty: each service migrates
+/// its own at startup); returns name and URL by database. Also for tests that build the databases
+/// without the services (the audit's tests).
+pub async fn create_databases(
+    admin: &str,
+    id: &str,
+) -> Result<BTreeMap<Database, (String, String)>> {
     let mut conn = admin_connection(admin).await?;
     let mut out = BTreeMap::new();
     for db in Database::ALL {
@@ -1209,7 +1222,8 @@ async fn create_databases(admin: &str, id: &str) -> Result<BTreeMap<Database, (S
     Ok(out)
 }
 
-async fn drop_databases(admin: &str, dbs: &BTreeMap<Database, (String, String)>) -> Result<()> {
+/// Drops databases made by [`create_databases`].
+pub async fn drop_databases(admin: &str, dbs: &BTreeMap<Database, (String, String)>) -> Result<()> {
     let mut conn = admin_connection(admin).await?;
     for (name, _) in dbs.values() {
         sqlx::query(sqlx::AssertSqlSafe(format!(

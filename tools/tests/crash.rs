@@ -11,11 +11,12 @@
 //! timing does not depend on what else the test run does.
 
 use std::{
+    collections::HashMap,
     sync::atomic::{AtomicBool, AtomicU64},
     time::Duration,
 };
 use tools::{
-    audit::Baseline,
+    audit::{Baseline, Known},
     campaign::{self, Faults, Pace, Sending, Setup},
     client::ShopClient,
     stack::{Service, Stack, StackConfig},
@@ -74,11 +75,17 @@ fn baseline(stack: &Stack) -> Baseline {
     Baseline {
         initial_wallet_cents: stack.config().initial_wallet_cents,
         item_stock: stack.config().item_stock,
+        slot_capacity: stack.config().slot_capacity,
     }
 }
 
 /// Waits for quiescence and checks everything; panics with the whole report on any violation.
-async fn settle_and_verify(stack: &Stack, sent: &campaign::SendReport, seed: u64) {
+async fn settle_and_verify(
+    stack: &Stack,
+    sent: &campaign::SendReport,
+    deposits: HashMap<String, i64>,
+    seed: u64,
+) {
     assert!(
         sent.rejected.is_empty(),
         "POSTs not accepted (the order API was up all along): {:?}",
@@ -86,7 +93,12 @@ async fn settle_and_verify(stack: &Stack, sent: &campaign::SendReport, seed: u64
     );
     let dbs = stack.dbs().await.unwrap();
     let settled = campaign::wait_quiescent(&dbs, SETTLE).await.unwrap();
-    let verdict = campaign::verify(&dbs, baseline(stack), &sent.accepted)
+    let known = Known {
+        deposits: Some(deposits),
+        streams: Some((stack.config().redis_url.clone(), stack.streams().clone())),
+        ..Known::default()
+    };
+    let verdict = campaign::verify(&dbs, baseline(stack), &sent.accepted, known)
         .await
         .unwrap();
     let unexpected: usize = verdict.unexpected.values().sum();
@@ -112,6 +124,7 @@ async fn mediator_killed_repeatedly_under_load() {
     let stack = Stack::start(config()).await.expect("starting the stack");
     let client = ShopClient::new(stack.endpoints(), Duration::from_secs(10)).unwrap();
     let planner = campaign::prepare(&client, &setup(), "user").await.unwrap();
+    let deposits = campaign::deposits(&setup(), &planner);
 
     let progress = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
@@ -146,7 +159,7 @@ async fn mediator_killed_repeatedly_under_load() {
     );
     assert_eq!(kills.kills, 6, "seed {seed}: {kills:?}");
     assert_eq!(kills.recoveries, 6, "seed {seed}: {kills:?}");
-    settle_and_verify(&stack, &sent, seed).await;
+    settle_and_verify(&stack, &sent, deposits, seed).await;
     stack.shutdown().await;
 }
 
@@ -159,6 +172,7 @@ async fn a_mediator_killed_for_good_is_taken_over() {
         .expect("starting the stack");
     let client = ShopClient::new(stack.endpoints(), Duration::from_secs(10)).unwrap();
     let planner = campaign::prepare(&client, &setup(), "user").await.unwrap();
+    let deposits = campaign::deposits(&setup(), &planner);
 
     let progress = AtomicU64::new(0);
     let mix = mix();
@@ -191,7 +205,7 @@ async fn a_mediator_killed_for_good_is_taken_over() {
         pending_at_kill.get("mediator-2").is_some_and(|&n| n > 0),
         "mediator-2 had nothing in flight when killed, the test proves nothing: {pending_at_kill:?}"
     );
-    settle_and_verify(&stack, &sent, seed).await;
+    settle_and_verify(&stack, &sent, deposits, seed).await;
     // An order can be final while its entry is still pending: the killed consumer stored the final
     // state and died before its XACK. That entry is only taken over once idle for
     // CLAIM_MIN_IDLE_MS, then acknowledged by the survivor (the order is final: nothing to redo).

@@ -99,7 +99,9 @@ impl Shop {
             Baseline {
                 initial_wallet_cents: config.initial_wallet_cents,
                 item_stock: config.item_stock,
+                slot_capacity: config.slot_capacity,
             },
+            &audit::Known::default(),
         )
         .await
         .unwrap();

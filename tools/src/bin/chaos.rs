@@ -24,7 +24,10 @@
 //! a failed order, every completed order held exactly once everywhere), no outcome that no fault
 //! explains (`campaign::explained_by_faults`), every fault landed (with evidence) and as many of
 //! each kind as asked. The audit runs AGAIN after the mediators' step deadline plus the longest
-//! pause, to catch a straggler (a paused or slowed owner) acting late. It prints the figures and a
+//! pause, to catch a straggler (a paused or slowed owner) acting late; before that final audit
+//! every service is stopped, so its per-database snapshots see books nothing can change, and it
+//! also checks every stored order against what was sent and lists the dead letters and the
+//! entries left pending. It prints the figures and a
 //! `RESULT {json}` line, and exits 1 on any violation (a service that dies on its own or does not
 //! come back counts as one too, and so does a POST given up after a minute of retries).
 //!
@@ -41,7 +44,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tools::{
-    audit::Baseline,
+    audit::{Baseline, Known},
     campaign::{self, Faults, Pace, SendReport, Sending, Setup},
     client::ShopClient,
     duration,
@@ -447,8 +450,14 @@ async fn run(
     let baseline = Baseline {
         initial_wallet_cents: stack.config().initial_wallet_cents,
         item_stock: stack.config().item_stock,
+        slot_capacity: stack.config().slot_capacity,
     };
-    let verdict = campaign::verify(&dbs, baseline, &sent.accepted).await?;
+    let known = Known {
+        deposits: Some(campaign::deposits(&setup, &planner)),
+        streams: Some((stack.config().redis_url.clone(), stack.streams().clone())),
+        ..Known::default()
+    };
+    let verdict = campaign::verify(&dbs, baseline, &sent.accepted, known.clone()).await?;
     nemesis
         .confirm(&mut nemesis_report, &dbs)
         .await
@@ -457,7 +466,13 @@ async fn run(
     // effect (a step landing after its order was declared final) shows up only now.
     let late_after = step_deadline + nemesis_config.max_pause() + Duration::from_secs(2);
     tokio::time::sleep(late_after).await;
-    let again = tools::audit::audit(&dbs, baseline).await?;
+    // The final audit: with every service stopped, nothing can act between the four snapshots.
+    stack.stop_services().await;
+    let known = Known {
+        sent: Some(campaign::sent_orders(&sent.accepted)),
+        ..known
+    };
+    let again = tools::audit::audit(&dbs, baseline, &known).await?;
     let late_violations = again.violation_count() + again.not_final;
 
     let mut faults_by_kind: BTreeMap<FaultKind, usize> = nemesis_report.landed_by_kind();
@@ -489,12 +504,8 @@ async fn run(
     // A POST given up after a minute of retries with its key: the order API refused a client for
     // that long (and fewer orders were accepted than sent).
     let given_up = sent.rejected.len();
-    let violations = verdict.violations()
-        + late_violations
-        + unexplained
-        + stalled
-        + fault_problems
-        + given_up;
+    let violations =
+        verdict.violations() + late_violations + unexplained + stalled + fault_problems + given_up;
     println!("== chaos result (seed {seed}) ==");
     println!(
         "orders sent        {} accepted ({} POSTs given up)",
@@ -521,6 +532,10 @@ async fn run(
     println!("stuck              {}", verdict.stuck.len());
     println!("lost               {}", verdict.lost.len());
     println!("unknown orders     {}", verdict.unknown.len());
+    println!(
+        "streams            {} dead letters, {} entries pending at the end",
+        again.dead_letters, again.pending_entries
+    );
     println!(
         "unexpected         {unexpected} ({unexplained} not explained by a fault: violations)"
     );
@@ -584,6 +599,8 @@ async fn run(
         "unexplained": verdict.unexplained,
         "audit_violations": verdict.audit.violations,
         "late_audit_violations": again.violations,
+        "dead_letters": again.dead_letters,
+        "pending_entries": again.pending_entries,
         "violations": violations,
         "run_s": (total_s * 10.0).round() / 10.0,
         "quiescent_after_s": (settle_s * 10.0).round() / 10.0,
