@@ -362,7 +362,8 @@ pub async fn kill_loop(
     report
 }
 
-fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
+/// A random duration in `lo..hi` (`lo` when the range is empty).
+pub fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
     if hi <= lo {
         lo
     } else {

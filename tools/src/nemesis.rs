@@ -22,22 +22,22 @@
 //! started while its store is down (that would be a fault of the harness, not of the saga).
 //!
 //! Each fault also records whether it LANDED, with the evidence: a pause took entries away from
-//! the paused consumer; a lost reply window saw the participant commit holds while the mediator's
-//! calls to it timed out; a delay window saw a call to the participant outlast the per-attempt
-//! timeout; a Redis restart changed the server (and a cut one lost stream entries); a PostgreSQL
-//! restart changed the postmaster. Proxy windows are checked at the end ([`Nemesis::confirm`]),
-//! when the sagas have logged their steps.
+//! the paused consumer (it stays stopped, bounded, until one is taken); a lost reply window saw
+//! the participant commit holds (their replies dropped); a delay window saw a call to the
+//! participant outlast the per-attempt timeout; a Redis restart changed the server (and a cut one
+//! lost stream entries); a PostgreSQL restart changed the postmaster. A proxy window is checked
+//! once its sagas have logged their steps (a step deadline later) and injected again, a few times
+//! at most, while it shows no evidence; [`Nemesis::confirm`] checks them all again at the end.
 
 use crate::{
     audit::Dbs,
-    campaign::final_count,
+    campaign::{between, final_count},
     stack::Stack,
     stores::{PgStop, PostgresStore, RedisStore},
 };
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde::Serialize;
-use sqlx::PgPool;
 use std::{
     collections::{BTreeMap, HashSet},
     fmt,
@@ -183,7 +183,7 @@ pub struct Nemesis<'a> {
     stack: &'a Stack,
     config: &'a NemesisConfig,
     shared: Shared,
-    orders_db: &'a PgPool,
+    dbs: &'a Dbs,
     started: Instant,
 }
 
@@ -191,19 +191,17 @@ const PARTICIPANTS: [&str; 3] = ["items", "slots", "billing"];
 /// How much longer than planned a paused mediator may stay stopped, waiting for the others to
 /// take over one of its entries (see `pause_for`).
 const PAUSE_OVERTIME: Duration = Duration::from_secs(20);
+/// How often a proxy fault is injected before its missing evidence counts (see
+/// `landed_proxy_fault`).
+const PROXY_FAULT_TRIES: usize = 3;
 
 impl<'a> Nemesis<'a> {
-    pub fn new(
-        stack: &'a Stack,
-        config: &'a NemesisConfig,
-        shared: Shared,
-        orders_db: &'a PgPool,
-    ) -> Self {
+    pub fn new(stack: &'a Stack, config: &'a NemesisConfig, shared: Shared, dbs: &'a Dbs) -> Self {
         Self {
             stack,
             config,
             shared,
-            orders_db,
+            dbs,
             started: Instant::now(),
         }
     }
@@ -276,8 +274,9 @@ impl<'a> Nemesis<'a> {
             let t = Instant::now();
             let result = match kind {
                 FaultKind::Pause => self.pause(&mut rng).await,
-                FaultKind::LostReply => self.proxy_fault(kind, &mut rng).await,
-                FaultKind::Delay => self.proxy_fault(kind, &mut rng).await,
+                FaultKind::LostReply | FaultKind::Delay => {
+                    self.landed_proxy_fault(kind, &mut rng, &mut report).await
+                }
                 FaultKind::RedisRestart => self.redis_restart(index, &mut rng).await,
                 FaultKind::PostgresRestart => self.postgres_restart(index).await,
                 FaultKind::Kill => continue,
@@ -311,10 +310,10 @@ impl<'a> Nemesis<'a> {
 
     async fn wait_turn(&self, i: u64, n: u64, stop: &AtomicBool) {
         let due = self.config.pace_total * (i + 1) / (n + 1);
-        let mut last = (final_count(self.orders_db).await, Instant::now());
+        let mut last = (final_count(&self.dbs.orders).await, Instant::now());
         while !stop.load(Relaxed) && last.0 < due && last.1.elapsed() < Duration::from_secs(20) {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let done = final_count(self.orders_db).await;
+            let done = final_count(&self.dbs.orders).await;
             if done > last.0 {
                 last = (done, Instant::now());
             }
@@ -433,6 +432,31 @@ impl<'a> Nemesis<'a> {
             }
         );
         Ok(record)
+    }
+
+    /// A proxy fault, injected again (at most [`PROXY_FAULT_TRIES`] times) while its window shows
+    /// no evidence: with every saga slot busy elsewhere (a participant down, a store restarting)
+    /// no call may cross the proxy in a short window. The attempts that did not land are kept in
+    /// the report (they are not faults the run can count).
+    async fn landed_proxy_fault(
+        &self,
+        kind: FaultKind,
+        rng: &mut StdRng,
+        report: &mut NemesisReport,
+    ) -> Result<FaultRecord> {
+        let mut tries = 1;
+        loop {
+            let mut record = self.proxy_fault(kind, rng).await?;
+            // The sagas the window touched reach the log once they are final: past their deadline.
+            tokio::time::sleep(self.config.step_deadline + Duration::from_secs(1)).await;
+            self.confirm_window(&mut record).await?;
+            if record.landed || tries >= PROXY_FAULT_TRIES {
+                return Ok(record);
+            }
+            tries += 1;
+            record.evidence += " (tried again)";
+            report.faults.push(record);
+        }
     }
 
     async fn proxy_fault(&self, kind: FaultKind, rng: &mut StdRng) -> Result<FaultRecord> {
@@ -565,64 +589,62 @@ impl<'a> Nemesis<'a> {
     }
 
     /// Checks the evidence of the proxy faults in the databases (once every order is final).
-    pub async fn confirm(&self, report: &mut NemesisReport, dbs: &Dbs) -> Result<()> {
-        let attempt = self.config.attempt_timeout().as_secs_f64() * 0.9;
+    pub async fn confirm(&self, report: &mut NemesisReport) -> Result<()> {
         for f in report.faults.iter_mut() {
-            let Some((from, to)) = f.window else {
-                continue;
-            };
-            // Calls to the participant that started before the window closed, ended after it
-            // opened, and outlasted one attempt (or gave up): the mediator saw the fault.
-            let slow: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM saga_steps WHERE participant = $1 AND kind = 'action' \
-                 AND started_at < $3 AND finished_at > $2 \
-                 AND (outcome = 'unknown' \
-                      OR extract(epoch FROM finished_at - started_at) >= $4)",
-            )
-            .bind(&f.target)
-            .bind(from)
-            .bind(to)
-            .bind(attempt)
-            .fetch_one(&dbs.orders)
-            .await
-            .context("reading the saga steps of a fault window")?;
-            if f.kind == FaultKind::LostReply {
-                let db = match f.target.as_str() {
-                    "billing" => &dbs.billing,
-                    "items" => &dbs.items,
-                    _ => &dbs.slots,
-                };
-                let committed: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM holds WHERE created_at BETWEEN $1 AND $2",
-                )
-                .bind(from)
-                .bind(to)
-                .fetch_one(db)
-                .await
-                .context("reading the holds of a fault window")?;
-                // A hold committed in the window had its reply dropped (every reply in it is, and
-                // the proxy cuts the connections at both ends of the window): that is the fault.
-                // Whether the mediator then waited out an attempt or retried on a cut connection
-                // (and got the recorded outcome) depends on where in the window the call fell.
-                f.landed = committed > 0;
-                f.evidence = format!(
-                    "{committed} holds committed by {} while its replies were dropped; \
-                     {slow} calls to it outlasted an attempt",
-                    f.target
-                );
-            } else {
-                f.landed = slow > 0;
-                f.evidence = format!("{slow} calls to {} outlasted an attempt", f.target);
-            }
+            self.confirm_window(f).await?;
         }
         Ok(())
     }
-}
 
-fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
-    if hi <= lo {
-        lo
-    } else {
-        rng.random_range(lo..hi)
+    /// Sets `landed` and `evidence` of a proxy fault from the saga log and the participant's
+    /// holds in its window; nothing for other faults. Sagas still running are not in the log yet.
+    async fn confirm_window(&self, f: &mut FaultRecord) -> Result<()> {
+        let Some((from, to)) = f.window else {
+            return Ok(());
+        };
+        let attempt = self.config.attempt_timeout().as_secs_f64() * 0.9;
+        // Calls to the participant that started before the window closed, ended after it
+        // opened, and outlasted one attempt (or gave up): the mediator saw the fault.
+        let slow: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM saga_steps WHERE participant = $1 AND kind = 'action' \
+             AND started_at < $3 AND finished_at > $2 \
+             AND (outcome = 'unknown' \
+                  OR extract(epoch FROM finished_at - started_at) >= $4)",
+        )
+        .bind(&f.target)
+        .bind(from)
+        .bind(to)
+        .bind(attempt)
+        .fetch_one(&self.dbs.orders)
+        .await
+        .context("reading the saga steps of a fault window")?;
+        if f.kind == FaultKind::LostReply {
+            let db = match f.target.as_str() {
+                "billing" => &self.dbs.billing,
+                "items" => &self.dbs.items,
+                _ => &self.dbs.slots,
+            };
+            let committed: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM holds WHERE created_at BETWEEN $1 AND $2")
+                    .bind(from)
+                    .bind(to)
+                    .fetch_one(db)
+                    .await
+                    .context("reading the holds of a fault window")?;
+            // A hold committed in the window had its reply dropped (every reply in it is, and
+            // the proxy cuts the connections at both ends of the window): that is the fault.
+            // Whether the mediator then waited out an attempt or retried on a cut connection
+            // (and got the recorded outcome) depends on where in the window the call fell.
+            f.landed = committed > 0;
+            f.evidence = format!(
+                "{committed} holds committed by {} while its replies were dropped; \
+                 {slow} calls to it outlasted an attempt",
+                f.target
+            );
+        } else {
+            f.landed = slow > 0;
+            f.evidence = format!("{slow} calls to {} outlasted an attempt", f.target);
+        }
+        Ok(())
     }
 }
