@@ -211,8 +211,8 @@ async fn main() -> Result<()> {
     let mut config = config;
     // Enough stock and couriers that success orders never run out: the audit is exact either way,
     // but then every success must complete.
-    config.item_stock = (args.orders as i64 * 2).max(1000);
-    config.slot_capacity = (args.orders as i64 * 2).max(1000);
+    config.item_stock = (max_orders(&args) as i64 * 2).max(1000);
+    config.slot_capacity = (max_orders(&args) as i64 * 2).max(1000);
     config.rust_log = std::env::var("SAGA_STACK_RUST_LOG").unwrap_or_else(|_| "warn".into());
     let started = Instant::now();
     let stack = Stack::start(config).await.context("starting the stack")?;
@@ -245,6 +245,16 @@ async fn main() -> Result<()> {
 /// Orders per `send_orders` call: the sender goes on in such chunks while faults are due.
 const CHUNK: usize = 500;
 
+/// How many times `--orders` may be sent while faults are still due. Wallets, stock and couriers
+/// are sized for that many, so that a success order never fails for want of them (it would be an
+/// outcome no fault explains); beyond it no more are sent, and a fault that then finds no traffic
+/// does not land.
+const MAX_OVERSHOOT: usize = 10;
+
+fn max_orders(args: &Args) -> usize {
+    args.orders * MAX_OVERSHOOT
+}
+
 /// The run; `Ok(true)` when every check passed.
 async fn run(
     stack: &Stack,
@@ -257,8 +267,9 @@ async fn run(
     let poor = (args.users / 10).max(1);
     let rich = args.users.max(1);
     let max_amount = 500;
-    // Every order may hold its amount for a while; 3x margin (orders beyond --orders too).
-    let per_user = (args.orders / rich + 1) as i64 * max_amount * 3;
+    // Enough for every order that may be sent, at its highest amount, twice over (the picks of
+    // users are random, so some get more orders than the average).
+    let per_user = (max_orders(args) / rich + 1) as i64 * max_amount * 2;
     let setup = Setup {
         rich,
         poor,
@@ -339,8 +350,8 @@ async fn run(
             let tried = report.accepted.len() + report.rejected.len();
             let n = if tried < args.orders {
                 (args.orders - tried).min(CHUNK)
-            } else if !faults_done.load(Relaxed) {
-                CHUNK
+            } else if !faults_done.load(Relaxed) && tried < max_orders(args) {
+                CHUNK.min(max_orders(args) - tried)
             } else {
                 break;
             };
