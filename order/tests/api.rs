@@ -287,13 +287,20 @@ async fn a_retried_post_with_the_same_key_returns_the_same_order() {
     let posts = (0..8).map(|_| app.post("carol", &body, Some("key-2")));
     let answers = futures::future::join_all(posts).await;
     let mut ids: Vec<String> = Vec::new();
+    let mut statuses = Vec::new();
     for res in answers {
-        assert!(res.status() == StatusCode::CREATED || res.status() == StatusCode::OK);
+        statuses.push(res.status());
         let body: Json = res.json().await.unwrap();
         ids.push(body["id"].as_str().unwrap().to_owned());
     }
     ids.dedup();
     assert_eq!(ids.len(), 1);
+    // Exactly one of them created it; the others replayed it.
+    statuses.sort();
+    let mut expected = vec![StatusCode::OK; 7];
+    expected.push(StatusCode::CREATED);
+    expected.sort();
+    assert_eq!(statuses, expected);
 }
 
 #[tokio::test]

@@ -86,6 +86,11 @@ async fn settle_and_verify(
     deposits: HashMap<String, i64>,
     seed: u64,
 ) {
+    let crashed = stack.crashed();
+    assert!(
+        crashed.is_empty(),
+        "seed {seed}: services died without being killed: {crashed:?}"
+    );
     assert!(
         sent.rejected.is_empty(),
         "POSTs not accepted (the order API was up all along): {:?}",

@@ -50,7 +50,7 @@ async fn kill_restart_extra_mediator_and_no_orphans() {
             .send()
             .await
             .unwrap();
-        assert!(r.status().is_success(), "{svc} not ready");
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "{svc} not ready");
     }
 
     let before = stack.pid("billing").unwrap();
@@ -69,7 +69,11 @@ async fn kill_restart_extra_mediator_and_no_orphans() {
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "billing back on its port");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::OK,
+        "billing back on its port"
+    );
 
     stack.start_extra_mediator("mediator-extra").await.unwrap();
     assert_eq!(stack.mediators(), ["mediator", "mediator-extra"]);
