@@ -253,3 +253,37 @@ async fn another_users_order_is_not_found() {
     assert_eq!(status, reqwest::StatusCode::OK);
     shop.finish().await;
 }
+
+/// The order API died between its INSERT's commit and its XADD: the order is stored, never
+/// published. The sweep of the real order binary (REPUBLISH_AFTER_SECS, 5 s by default) publishes
+/// it, and the saga runs as for any order.
+#[tokio::test]
+async fn an_order_stored_but_never_published_is_published_by_the_sweep() {
+    let shop = Shop::start().await;
+    let frank = shop.user("frank").await;
+    let before = shop.snapshot(&frank).await;
+    let orders = shop
+        .stack
+        .connect(tools::stack::Database::Orders)
+        .await
+        .unwrap();
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO orders (id, username, amount, item, slot) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(&frank.username)
+    .bind(1000_i64)
+    .bind(3_i64)
+    .bind("09:00")
+    .execute(&orders)
+    .await
+    .unwrap();
+    let done = shop.wait(&frank, &id.to_string()).await;
+    assert_eq!(done.status, "completed", "{done:?}");
+    let after = shop.snapshot(&frank).await;
+    assert_eq!(after.wallet, before.wallet - 1000);
+    assert_eq!(after.stock[&3], before.stock[&3] - 1);
+    assert_eq!(after.free["09:00"], before.free["09:00"] - 1);
+    shop.finish().await;
+}
