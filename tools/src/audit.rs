@@ -53,7 +53,7 @@
 //!   retries deposits with their Idempotency-Key until acknowledged, so it knows every deposit);
 //!   `saga_steps` (the mediator's log) is not cross-checked against the ledgers.
 
-use crate::stack::Streams;
+use crate::stack::{Streams, pending_counts};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sqlx::{PgPool, Postgres, Transaction};
@@ -649,20 +649,10 @@ async fn read_streams(url: &str, streams: &Streams) -> Result<StreamState> {
         .arg(&streams.group)
         .query_async(&mut conn)
         .await;
-    let mut pending = BTreeMap::new();
-    if let Ok(redis::Value::Array(parts)) = summary
-        && let Some(redis::Value::Array(consumers)) = parts.get(3)
-    {
-        for c in consumers {
-            if let redis::Value::Array(pair) = c
-                && let [name, count] = pair.as_slice()
-            {
-                let name: String = redis::from_redis_value_ref(name)?;
-                let count: u64 = redis::from_redis_value_ref(count)?;
-                pending.insert(name, count);
-            }
-        }
-    }
+    let pending = match summary {
+        Ok(summary) => pending_counts(&summary)?,
+        Err(_) => BTreeMap::new(),
+    };
     Ok(StreamState { dead, pending })
 }
 

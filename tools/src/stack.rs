@@ -254,6 +254,26 @@ impl StackConfig {
     }
 }
 
+/// Per consumer, the entry counts of an `XPENDING <stream> <group>` summary reply:
+/// `[count, first id, last id, [[consumer, count], ...]]` (no consumers when nothing is pending).
+pub fn pending_counts(summary: &redis::Value) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    if let redis::Value::Array(parts) = summary
+        && let Some(redis::Value::Array(consumers)) = parts.get(3)
+    {
+        for c in consumers {
+            if let redis::Value::Array(pair) = c
+                && let [name, count] = pair.as_slice()
+            {
+                let name: String = redis::from_redis_value_ref(name)?;
+                let count: u64 = redis::from_redis_value_ref(count)?;
+                out.insert(name, count);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The Redis names a stack's order API and mediators use (unique per stack).
 #[derive(Debug, Clone)]
 pub struct Streams {
@@ -798,21 +818,7 @@ impl Stack {
             .query_async(&mut conn)
             .await
             .context("XPENDING")?;
-        let mut out = BTreeMap::new();
-        if let redis::Value::Array(parts) = summary
-            && let Some(redis::Value::Array(consumers)) = parts.get(3)
-        {
-            for c in consumers {
-                if let redis::Value::Array(pair) = c
-                    && let [name, count] = pair.as_slice()
-                {
-                    let name: String = redis::from_redis_value_ref(name)?;
-                    let count: u64 = redis::from_redis_value_ref(count)?;
-                    out.insert(name, count);
-                }
-            }
-        }
-        Ok(out)
+        pending_counts(&summary)
     }
 
     /// Pools on the databases the audit reads.
