@@ -553,8 +553,12 @@ impl<'a> Nemesis<'a> {
         );
         record.landed = r.after.is_some() && (!cut || (r.cut_bytes > 0 && r.lost_entries()));
         record.evidence = format!(
-            "down {} ms; orders stream (length, last id) before {:?}, after {:?}",
-            r.down_ms, r.before, r.after
+            "down {} ms; orders stream (length, last id) before {:?}, after {:?}; last entry \
+             before the kill {}",
+            r.down_ms,
+            r.before,
+            r.after,
+            if r.last_entry_lost { "lost" } else { "kept" }
         );
         Ok(record)
     }

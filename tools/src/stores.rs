@@ -36,22 +36,17 @@ pub struct RedisRestart {
     /// (length, last generated id).
     pub before: Option<(u64, String)>,
     pub after: Option<(u64, String)>,
+    /// Whether the newest entry before the kill is gone after the restart (read at once, so that
+    /// entries published after the restart, the outbox's re-publication included, cannot hide it).
+    pub last_entry_lost: bool,
     pub down_ms: u128,
 }
 
 impl RedisRestart {
     /// Stream entries that were there before the kill and are not after the restart.
     pub fn lost_entries(&self) -> bool {
-        match (&self.before, &self.after) {
-            (Some((_, b)), Some((_, a))) => stream_id(a) < stream_id(b),
-            _ => false,
-        }
+        self.last_entry_lost
     }
-}
-
-fn stream_id(id: &str) -> (u64, u64) {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 impl RedisStore {
@@ -186,6 +181,17 @@ impl RedisStore {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         report.down_ms = t.elapsed().as_millis();
+        if let Some((_, last)) = &report.before {
+            let mut conn = self.connection().await?;
+            let still: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(last)
+                .arg(last)
+                .query_async(&mut conn)
+                .await
+                .context("XRANGE of the last entry before the kill")?;
+            report.last_entry_lost = still.ids.is_empty();
+        }
         report.after = self.stream_state(stream).await.ok();
         Ok(report)
     }
