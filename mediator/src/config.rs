@@ -1,6 +1,7 @@
 //! mediator's configuration, from the environment.
 
-use anyhow::{Result, bail};
+use crate::saga::Participant;
+use anyhow::{Context, Result, bail};
 use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub struct ParticipantsConfig {
     /// How long one forward step may keep retrying transient failures before its outcome is
     /// declared unknown and the saga aborts.
     pub step_deadline: Duration,
+    /// TEST ONLY (`MEDIATOR_BROKEN_COMPENSATION=items|slots|billing`): the compensations of this
+    /// participant are recorded as done without being sent, so that the audit and `make chaos`
+    /// can be shown to catch a broken compensation. Never set in a deployment.
+    pub broken_compensation: Option<Participant>,
 }
 
 impl Config {
@@ -76,6 +81,12 @@ impl Config {
                 items_url: config::required("ITEMS_URL")?,
                 slots_url: config::required("SLOTS_URL")?,
                 step_deadline: config::duration_ms_or("STEP_DEADLINE_MS", Duration::from_secs(10))?,
+                broken_compensation: match config::optional("MEDIATOR_BROKEN_COMPENSATION") {
+                    None => None,
+                    Some(name) => Some(Participant::from_name(&name).with_context(|| {
+                        format!("MEDIATOR_BROKEN_COMPENSATION={name}: not items, slots or billing")
+                    })?),
+                },
             },
         })
     }

@@ -57,6 +57,7 @@ pub struct Participants {
     slots: InternalClient,
     billing: InternalClient,
     step_deadline: Duration,
+    broken_compensation: Option<Participant>,
     shutdown: CancellationToken,
 }
 
@@ -89,6 +90,7 @@ impl Participants {
             slots: client(&config.slots_url)?,
             billing: client(&config.billing_url)?,
             step_deadline: config.step_deadline,
+            broken_compensation: config.broken_compensation,
             shutdown,
         })
     }
@@ -160,6 +162,11 @@ impl Participants {
 
     /// The step's compensation for `order_id`, retried until the participant confirms it.
     pub async fn compensate(&self, step: &Step, order_id: Uuid) -> Result<(), Abandoned> {
+        if self.broken_compensation == Some(step.participant) {
+            tracing::error!(%order_id, participant = step.participant.name(),
+                "MEDIATOR_BROKEN_COMPENSATION: compensation NOT sent, recorded as done");
+            return Ok(());
+        }
         let client = self.client(step.participant);
         let path = format!("/internal/{}/{}", step.route, order_id);
         let request_id = order_id.to_string();

@@ -48,6 +48,12 @@ impl Participant {
             Participant::Billing => "billing",
         }
     }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Participant::Items, Participant::Slots, Participant::Billing]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
 }
 
 /// One step: a ledger action (`PUT /internal/<route>/{order_id}`) and its compensation (`DELETE`).

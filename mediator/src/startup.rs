@@ -49,6 +49,12 @@ pub async fn run(
         server_stop.clone().cancelled_owned(),
     ));
 
+    if let Some(broken) = config.participants.broken_compensation {
+        tracing::error!(
+            participant = broken.name(),
+            "TEST ONLY: MEDIATOR_BROKEN_COMPENSATION is set; this mediator loses money and stock"
+        );
+    }
     tracing::info!(
         consumer = %config.stream.consumer,
         concurrency = config.stream.concurrency,

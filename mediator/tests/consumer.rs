@@ -327,14 +327,18 @@ async fn an_entry_stuck_in_compensation_retries_stays_with_its_consumer() {
         .await
         .expect("a pending entry");
     assert_eq!(owner.1, 1, "{owner:?}");
-    // Nothing may change while the compensation keeps failing: ten claim periods.
-    tokio::time::sleep(claim_min_idle * 10).await;
-    assert_eq!(status(&pool, id).await.0, Status::Compensating);
-    assert_eq!(
-        pending_owner(&redis, &stream).await,
-        Some(owner),
-        "the entry was taken over from a live consumer"
-    );
+    // Nothing may change while the compensation keeps failing: checked all through ten claim
+    // periods (an absence has no event to wait for; every look must find it unchanged).
+    let watch_until = tokio::time::Instant::now() + claim_min_idle * 10;
+    while tokio::time::Instant::now() < watch_until {
+        assert_eq!(status(&pool, id).await.0, Status::Compensating);
+        assert_eq!(
+            pending_owner(&redis, &stream).await.as_ref(),
+            Some(&owner),
+            "the entry was taken over from a live consumer"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     fakes.items.always_delete(Answer::Ok);
     eventually(WAIT, "the order failed", || is_final(&pool, id)).await;
     assert_eq!(status(&pool, id).await.0, Status::Failed);

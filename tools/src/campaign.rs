@@ -249,6 +249,43 @@ pub struct KillReport {
     pub slowest_recovery_ms: u128,
     /// Orders not final at the moment of each kill (when the loop was given the orders database).
     pub unfinished_at_kills: Vec<i64>,
+    /// Kills whose victim held nothing when it died (after a bounded wait for it to hold
+    /// something): a kill that tested nothing. See [`victim_holds`].
+    pub idle_kills: Vec<String>,
+}
+
+/// How long a kill waits for its victim to hold something before it kills it anyway (and
+/// reports an idle kill).
+const VICTIM_WAIT: Duration = Duration::from_secs(10);
+
+/// What `victim` holds that its death puts at risk: a mediator, the stream entries it owns
+/// (read from `XPENDING`); any other service, the orders not yet final (the sagas it may be
+/// serving). `None` when that cannot be read (a store down): the kill is not held against.
+pub async fn victim_holds(stack: &Stack, victim: &str, orders_db: Option<&PgPool>) -> Option<u64> {
+    if stack.mediators().iter().any(|m| m == victim) {
+        let pending = stack.pending_per_consumer().await.ok()?;
+        return Some(pending.get(victim).copied().unwrap_or(0));
+    }
+    let unfinished = audit::not_final(orders_db?).await.ok()?;
+    Some(unfinished.max(0) as u64)
+}
+
+/// Waits, at most [`VICTIM_WAIT`] or until `stop`, for `victim` to hold something; returns what
+/// it holds at the end (`None`: unknown).
+async fn wait_until_victim_holds(
+    stack: &Stack,
+    victim: &str,
+    orders_db: Option<&PgPool>,
+    stop: &AtomicBool,
+) -> Option<u64> {
+    let deadline = Instant::now() + VICTIM_WAIT;
+    loop {
+        let held = victim_holds(stack, victim, orders_db).await;
+        if held != Some(0) || Instant::now() >= deadline || stop.load(Relaxed) {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Kills and restarts per `faults` until done, or until `stop` is set; returns once everything it
@@ -339,6 +376,9 @@ pub async fn kill_loop(
             continue;
         }
         let target = candidates[rng.random_range(0..candidates.len())].clone();
+        if wait_until_victim_holds(stack, &target, orders_db, stop).await == Some(0) {
+            report.idle_kills.push(target.clone());
+        }
         if let Some(db) = orders_db {
             if let Ok(n) = audit::not_final(db).await {
                 report.unfinished_at_kills.push(n);

@@ -1,5 +1,6 @@
 //! Restarting the private Redis and PostgreSQL that `scripts/chaos.sh` started (via
-//! `scripts/lib.sh`), for the `redis_restart` and `postgres_restart` faults of the nemesis.
+//! `scripts/lib.sh`), for the `redis_restart` and `postgres_restart` faults of the nemesis, and
+//! starting a test's own pair through lib.sh ([`PrivateStores`]).
 //!
 //! How each store is STARTED stays in one place, `scripts/lib.sh`: this module never writes a
 //! server option of its own.
@@ -333,4 +334,103 @@ async fn wait_gone(pid: i32, timeout: Duration) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
+}
+
+/// A Redis and a PostgreSQL of a test's own, started by lib.sh (`start_postgres`, `start_redis`)
+/// under `dir`, for tests that restart stores: restarting the ones other tests share would fail
+/// those tests. Ports come from the project range 20000..32000 (never the ephemeral range, where
+/// the kernel hands out ports at random); one taken meanwhile makes lib.sh refuse it, and the
+/// start is tried again on other ports. Everything under `dir` is stopped and removed on drop.
+pub struct PrivateStores {
+    pub dir: PathBuf,
+    pub redis: RedisStore,
+    pub postgres: PostgresStore,
+    /// `postgres://postgres@127.0.0.1:<port>/postgres`.
+    pub admin_url: String,
+}
+
+impl PrivateStores {
+    pub async fn start(dir: impl Into<PathBuf>) -> Result<Self> {
+        use rand::Rng;
+        let dir = dir.into();
+        let mut last_error = None;
+        for _ in 0..5 {
+            let pg_port: u16 = rand::rng().random_range(20_000..31_998);
+            let redis_port = pg_port + 1;
+            let output = lib_sh(
+                r#"set -e
+                ensure_packages >&2
+                _mkstate "$1"
+                start_postgres "$1/pg" "$2" >&2
+                start_redis "$1/redis" "$3" >&2
+                printf '%s\n%s/data\n' "$PG_BIN" "$(_pg_home "$1/pg")""#,
+                &[
+                    dir.to_string_lossy().as_ref(),
+                    &pg_port.to_string(),
+                    &redis_port.to_string(),
+                ],
+            )
+            .await?;
+            if !output.status.success() {
+                last_error = Some(String::from_utf8_lossy(&output.stderr).into_owned());
+                purge(&dir);
+                continue;
+            }
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let mut lines = stdout.lines();
+            let (Some(bin), Some(data)) = (lines.next(), lines.next()) else {
+                bail!("lib.sh printed no PG_BIN and data directory: {stdout}");
+            };
+            return Ok(Self {
+                redis: RedisStore::new(
+                    dir.join("redis"),
+                    format!("redis://127.0.0.1:{redis_port}"),
+                )?,
+                postgres: PostgresStore::new(data, bin)?,
+                admin_url: format!("postgres://postgres@127.0.0.1:{pg_port}/postgres"),
+                dir,
+            });
+        }
+        bail!(
+            "could not start private stores in {} (5 tries): {}",
+            dir.display(),
+            last_error.unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for PrivateStores {
+    fn drop(&mut self) {
+        purge(&self.dir);
+    }
+}
+
+/// lib.sh's `purge_state DIR`: stops what runs there and removes it (blocking: used on drop).
+fn purge(dir: &Path) {
+    let lib = lib_sh_path();
+    let _ = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"source "$0" && purge_state "$1""#)
+        .arg(&lib)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status();
+}
+
+fn lib_sh_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/lib.sh")
+}
+
+/// Runs `script` with lib.sh sourced and `args` as `$1...`.
+async fn lib_sh(script: &str, args: &[&str]) -> Result<std::process::Output> {
+    Command::new("bash")
+        .arg("-c")
+        .arg(format!("source \"$0\"\n{script}"))
+        .arg(lib_sh_path())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("running scripts/lib.sh")
 }

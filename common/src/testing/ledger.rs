@@ -18,7 +18,7 @@ use futures::future::join_all;
 use reqwest::Method;
 use serde_json::json;
 use sqlx::PgPool;
-use std::future::Future;
+use std::{collections::BTreeMap, future::Future};
 use uuid::Uuid;
 
 /// One participant's side of the internal API, as its tests expect it.
@@ -298,24 +298,43 @@ pub async fn the_same_release_at_once_gives_back_once(
 
 /// Actions and compensations of the same order racing each other never fail (they once
 /// deadlocked, or tripped a CHECK with a give-back computed from a stale snapshot: see
-/// `crate::ledger`), and leave nothing held.
+/// `crate::ledger`), and leave nothing held. Both outcomes of the race must happen (a hold first:
+/// `released`; a release first: `cancelled`), or the race was never run: the rounds alternate
+/// which side is sent first and go on, bounded, until each outcome was seen.
 pub async fn holds_racing_their_releases_never_fail(
     p: &impl Participant,
     resource: &str,
     quantity: i64,
 ) {
+    const ROUNDS: usize = 30;
+    const MAX_ROUNDS: usize = 300;
     let (ledger, before) = (p.ledger(), p.available(resource).await);
-    for _ in 0..30 {
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut round = 0;
+    while round < ROUNDS || (outcomes.len() < 2 && round < MAX_ROUNDS) {
         let order = Uuid::new_v4();
-        let holds = (0..3).map(|_| ledger.hold(order, resource, quantity));
-        let releases = (0..3).map(|_| ledger.release(order));
-        let (holds, releases) = futures::join!(join_all(holds), join_all(releases));
+        let holds = join_all((0..3).map(|_| ledger.hold(order, resource, quantity)));
+        let releases = join_all((0..3).map(|_| ledger.release(order)));
+        let (holds, releases) = if round % 2 == 0 {
+            futures::join!(holds, releases)
+        } else {
+            let (releases, holds) = futures::join!(releases, holds);
+            (holds, releases)
+        };
         for a in holds.iter().chain(&releases) {
             assert!(a.0 == 200 || code(a) == ORDER_CANCELLED, "{a:?}");
         }
         let state = ledger.recorded(order).await.1["state"].clone();
+        let state = state.as_str().unwrap_or_default().to_owned();
         assert!(state == "released" || state == "cancelled", "{state}");
+        *outcomes.entry(state).or_default() += 1;
+        round += 1;
     }
+    assert_eq!(
+        outcomes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["cancelled", "released"],
+        "both outcomes of the race within {MAX_ROUNDS} rounds: {outcomes:?}"
+    );
     assert_eq!(p.available(resource).await, before);
     assert_eq!(p.held(resource).await, 0);
 }

@@ -52,6 +52,7 @@ impl Fakes {
             items_url: self.items.url.clone(),
             slots_url: self.slots.url.clone(),
             step_deadline,
+            broken_compensation: None,
         }
     }
 }

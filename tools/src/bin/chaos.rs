@@ -154,6 +154,10 @@ struct Args {
     /// Keep the services' logs (they are kept anyway when a check fails).
     #[arg(long)]
     keep_logs: bool,
+    /// TEST ONLY: the mediators record this participant's compensations as done without sending
+    /// them (MEDIATOR_BROKEN_COMPENSATION), which the run must catch (tools/tests/chaos_teeth.rs).
+    #[arg(long, value_parser = ["items", "slots", "billing"])]
+    broken_compensation: Option<String>,
 }
 
 #[tokio::main]
@@ -208,7 +212,14 @@ async fn main() -> Result<()> {
             args.claim_min_idle_ms,
         )
         .service_env(Service::Mediator, "STEP_DEADLINE_MS", args.step_deadline_ms);
-    let mut config = config;
+    let mut config = match &args.broken_compensation {
+        Some(participant) => config.service_env(
+            Service::Mediator,
+            "MEDIATOR_BROKEN_COMPENSATION",
+            participant,
+        ),
+        None => config,
+    };
     // Enough stock and couriers that success orders never run out: the audit is exact either way,
     // but then every success must complete.
     config.item_stock = (max_orders(&args) as i64 * 2).max(1000);
@@ -516,15 +527,25 @@ async fn run(
     // A POST given up after a minute of retries with its key: the order API refused a client for
     // that long (and fewer orders were accepted than sent).
     let given_up = sent.rejected.len();
-    let violations =
-        verdict.violations() + late_violations + unexplained + stalled + fault_problems + given_up;
+    // A kill whose victim held nothing (no entry of its own, no order in flight) tested nothing.
+    let idle_kills = kills.idle_kills.len();
+    let violations = verdict.violations()
+        + late_violations
+        + unexplained
+        + stalled
+        + fault_problems
+        + given_up
+        + idle_kills;
     println!("== chaos result (seed {seed}) ==");
     println!(
         "orders sent        {} accepted ({} POSTs given up)",
         sent.accepted.len(),
         sent.rejected.len()
     );
-    println!("kills              {} ({:?})", kills.kills, kills.by_target);
+    println!(
+        "kills              {} ({:?}; {idle_kills} of a victim holding nothing: violations)",
+        kills.kills, kills.by_target
+    );
     println!(
         "recoveries         {} (slowest {} ms to ready)",
         kills.recoveries, kills.slowest_recovery_ms
@@ -566,6 +587,9 @@ async fn run(
     for p in &kills.problems {
         println!("PROBLEM {p}");
     }
+    for victim in &kills.idle_kills {
+        println!("IDLE KILL of {victim}: it held nothing");
+    }
     for e in &nemesis_report.errors {
         println!("NEMESIS ERROR {e}");
     }
@@ -598,6 +622,7 @@ async fn run(
         "faults_not_landed": not_landed.len(),
         "nemesis_errors": nemesis_report.errors.len(),
         "kills_by_target": kills.by_target,
+        "idle_kills": kills.idle_kills,
         "recoveries": kills.recoveries,
         "problems": kills.problems,
         "completed": verdict.audit.completed,
