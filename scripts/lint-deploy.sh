@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lint the deployment files, offline once the linters are installed:
 #   * kubernetes-validate --strict deploy-services.yml (schemas bundled in the package)
+#   * deploy/kind-cluster.yaml keeps what the README's kind install relies on
 #   * hadolint Dockerfile (no warning of any severity)
 #   * scripts/check_routes.py (Ingress paths == local gateway locations, no /internal/)
 # The linters live in .state/venv, installed from deploy/requirements-lint.txt (PyPI).
@@ -35,6 +36,38 @@ echo "== kubernetes-validate --strict deploy-services.yml (${K8S_VERSIONS})"
 for v in $K8S_VERSIONS; do
     "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$v" deploy-services.yml
 done
+echo "ok"
+
+echo "== deploy/kind-cluster.yaml"
+"$VENV/bin/python" - deploy/kind-cluster.yaml <<'PY'
+import sys, yaml
+path = sys.argv[1]
+c = yaml.safe_load(open(path))
+errors = []
+if (c.get("kind"), c.get("apiVersion")) != ("Cluster", "kind.x-k8s.io/v1alpha4"):
+    errors.append("not a kind.x-k8s.io/v1alpha4 Cluster")
+if (c.get("networking") or {}).get("disableDefaultCNI") is not True:
+    errors.append("networking.disableDefaultCNI is not true (Calico replaces kindnet)")
+nodes = c.get("nodes") or []
+cp = [n for n in nodes if n.get("role") == "control-plane"]
+if len(nodes) != 1 or len(cp) != 1:
+    errors.append("not exactly one node, a control-plane (the controller's hostPorts must be the mapped ones)")
+for n in cp:
+    labels = [
+        yaml.safe_load(p).get("nodeRegistration", {}).get("kubeletExtraArgs", {}).get("node-labels", "")
+        for p in n.get("kubeadmConfigPatches") or []
+        if yaml.safe_load(p).get("kind") == "InitConfiguration"
+    ]
+    if not any("ingress-ready=true" in l.split(",") for l in labels):
+        errors.append("control-plane node not labelled ingress-ready=true")
+    mapped = {(m.get("containerPort"), m.get("hostPort")) for m in n.get("extraPortMappings") or []}
+    for port in (80, 443):
+        if (port, port) not in mapped:
+            errors.append(f"port {port} not mapped to host port {port}")
+for e in errors:
+    print(f"{path}: {e}", file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
 echo "ok"
 
 echo "== hadolint Dockerfile"
