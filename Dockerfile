@@ -2,7 +2,7 @@
 # Each Kubernetes Deployment picks its binary with `command: ["/usr/local/bin/<name>"]`.
 #
 # Build (BuildKit is needed for the cache mounts; it is the default builder since Docker 23):
-#   docker build -t saga-shop:latest .
+#   docker build --provenance=false -t saga-shop:latest .    (README, kind: why the flag)
 # then load it into the cluster: `kind load docker-image saga-shop:latest`
 # or `minikube image load saga-shop:latest`.
 
