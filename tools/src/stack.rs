@@ -433,9 +433,12 @@ impl Stack {
                 } else {
                     &urls
                 };
+                // A mediator's consumer name is its instance name (the first is `mediator`), so
+                // that what XPENDING says a consumer holds can be read per instance.
+                let consumer = (svc == Service::Mediator).then_some(svc.name());
                 specs.push((
                     svc.name().to_owned(),
-                    self.spec(svc, port_of(svc), urls, None),
+                    self.spec(svc, port_of(svc), urls, consumer),
                 ));
             }
             for (i, port) in mediator_ports.iter().enumerate().skip(1) {
