@@ -91,8 +91,8 @@ pub struct Routes {
 
 impl Routes {
     pub fn from_manifest_file(path: &Path) -> Result<Routes> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Routes::from_manifest(&text).with_context(|| format!("{}", path.display()))
     }
 
@@ -124,9 +124,16 @@ impl Routes {
                 Err(e) => problems.push(format!("Ingress {name}: {e:#}")),
             }
             if spec.default_backend.is_some() {
-                problems.push(format!("Ingress {name}: a defaultBackend routes every path"));
+                problems.push(format!(
+                    "Ingress {name}: a defaultBackend routes every path"
+                ));
             }
-            for http_path in spec.rules.iter().filter_map(|r| r.http.as_ref()).flat_map(|h| &h.paths) {
+            for http_path in spec
+                .rules
+                .iter()
+                .filter_map(|r| r.http.as_ref())
+                .flat_map(|h| &h.paths)
+            {
                 match route(name, http_path, &services) {
                     Ok(route) => {
                         // Prefix and Exact on one path would both be `location = <path>`.
@@ -147,7 +154,10 @@ impl Routes {
             problems.push("no Ingress routes anything".into());
         }
         if !problems.is_empty() {
-            bail!("the gateway cannot mirror these Ingress rules:\n  {}", problems.join("\n  "));
+            bail!(
+                "the gateway cannot mirror these Ingress rules:\n  {}",
+                problems.join("\n  ")
+            );
         }
         Ok(Routes { routes, policies })
     }
@@ -301,7 +311,10 @@ fn replace_scalars<'a>(
             let (key, value) = values
                 .get_key_value(name)
                 .with_context(|| format!("no value for the template's @{name}@"))?;
-            ensure!(!value.contains('\n'), "the value of {name} has a line break");
+            ensure!(
+                !value.contains('\n'),
+                "the value of {name} has a line break"
+            );
             used.insert(key.as_str());
             out.push_str(value);
             rest = &after[name_len + 1..];
@@ -346,12 +359,16 @@ fn route(ingress: &str, p: &HttpPath, services: &BTreeMap<&str, &ServiceSpec>) -
         .service
         .as_ref()
         .with_context(|| format!("path {raw}: only Service backends are mirrored"))?;
-    let service = services.get(backend.name.as_str()).with_context(|| {
-        format!("path {raw}: no Service {} in the manifest", backend.name)
-    })?;
+    let service = services
+        .get(backend.name.as_str())
+        .with_context(|| format!("path {raw}: no Service {} in the manifest", backend.name))?;
     let port_exists = service.ports.iter().any(|port| match &backend.port {
-        ServicePortRef { name: Some(name), .. } => port.name.as_ref() == Some(name),
-        ServicePortRef { number: Some(n), .. } => port.port == *n,
+        ServicePortRef {
+            name: Some(name), ..
+        } => port.name.as_ref() == Some(name),
+        ServicePortRef {
+            number: Some(n), ..
+        } => port.port == *n,
         _ => false,
     });
     ensure!(
@@ -398,9 +415,13 @@ fn policy(annotations: &BTreeMap<String, String>) -> Result<IngressPolicy> {
                 });
             }
             "limit-burst-multiplier" => {
-                burst_multiplier = Some(value.parse::<u32>().ok().filter(|n| *n > 0).with_context(
-                    || format!("{key}: {value:?} is not a positive number"),
-                )?);
+                burst_multiplier = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .with_context(|| format!("{key}: {value:?} is not a positive number"))?,
+                );
             }
             "proxy-body-size" => {
                 let digits = value.trim_end_matches(['k', 'K', 'm', 'M', 'g', 'G']);

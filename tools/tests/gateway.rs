@@ -144,9 +144,17 @@ async fn every_ingress_route_reaches_its_service_through_the_rendered_gateway() 
     ] {
         assert!(NEVER_PUBLIC.iter().any(|never| probe.starts_with(never)));
         let from_service = answer(&client, &format!("{}{probe}", stack.url(service))).await;
-        assert_ne!(from_service, no_such_route(), "{service} does not serve {probe}");
+        assert_ne!(
+            from_service,
+            no_such_route(),
+            "{service} does not serve {probe}"
+        );
         let through_gateway = answer(&client, &format!("{}{probe}", gateway.url)).await;
-        assert_eq!(through_gateway, no_such_route(), "the gateway routes {probe}");
+        assert_eq!(
+            through_gateway,
+            no_such_route(),
+            "the gateway routes {probe}"
+        );
     }
     drop(gateway);
     stack.shutdown().await;

@@ -7,11 +7,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::PathBuf,
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 use tools::gateway::{Routes, Upstreams};
 
 #[derive(Parser, Debug)]

@@ -166,10 +166,8 @@ fn refuses_a_backend_that_is_not_a_service_of_the_manifest() {
         message.contains("path /api/x: no Service billing in the manifest"),
         "{message}"
     );
-    let wrong_port = manifest("a", "{}", &[("/api/x", "Prefix", "auth")]).replace(
-        "port: {name: http}",
-        "port: {name: metrics}",
-    );
+    let wrong_port = manifest("a", "{}", &[("/api/x", "Prefix", "auth")])
+        .replace("port: {name: http}", "port: {name: metrics}");
     let message = refusal(&wrong_port);
     assert!(message.contains("Service auth has no port"), "{message}");
     let by_number = manifest("a", "{}", &[("/api/x", "Prefix", "auth")])
@@ -204,7 +202,10 @@ fn refuses_what_nginx_locations_cannot_mirror() {
         "  ingressClassName: nginx\n  defaultBackend: {service: {name: auth, port: {number: 8080}}}\n",
     );
     let message = refusal(&with_default);
-    assert!(message.contains("a defaultBackend routes every path"), "{message}");
+    assert!(
+        message.contains("a defaultBackend routes every path"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -239,7 +240,10 @@ fn reports_every_problem_at_once() {
     let message = refusal(&manifest(
         "a",
         "{}",
-        &[("/internal", "Prefix", "auth"), ("/api/x", "Prefix", "nobody")],
+        &[
+            ("/internal", "Prefix", "auth"),
+            ("/api/x", "Prefix", "nobody"),
+        ],
     ));
     assert!(
         message.contains("/internal") && message.contains("no Service nobody"),
@@ -252,19 +256,31 @@ fn rendering_needs_an_address_for_every_routed_service_and_fills_every_placehold
     let routes = Routes::from_manifest(&manifest(
         "a",
         "{}",
-        &[("/api/token", "Prefix", "auth"), ("/api/orders", "Prefix", "order")],
+        &[
+            ("/api/token", "Prefix", "auth"),
+            ("/api/orders", "Prefix", "order"),
+        ],
     ))
     .unwrap();
     let listen = values(&[("LISTEN", "127.0.0.1:1")]);
     let auth_only = upstreams(&[("auth", "127.0.0.1:8001")]);
-    let message = format!("{:#}", routes.render(TEMPLATE, &auth_only, &listen).unwrap_err());
+    let message = format!(
+        "{:#}",
+        routes.render(TEMPLATE, &auth_only, &listen).unwrap_err()
+    );
     assert!(
         message.contains("no local address for the routed service(s) order"),
         "{message}"
     );
     let both = upstreams(&[("auth", "127.0.0.1:8001"), ("order", "127.0.0.1:8003")]);
-    let message = format!("{:#}", routes.render(TEMPLATE, &both, &values(&[])).unwrap_err());
-    assert!(message.contains("no value for the template's @LISTEN@"), "{message}");
+    let message = format!(
+        "{:#}",
+        routes.render(TEMPLATE, &both, &values(&[])).unwrap_err()
+    );
+    assert!(
+        message.contains("no value for the template's @LISTEN@"),
+        "{message}"
+    );
     let extra = values(&[("LISTEN", "127.0.0.1:1"), ("STATE_DIR", "/tmp")]);
     let message = format!("{:#}", routes.render(TEMPLATE, &both, &extra).unwrap_err());
     assert!(
@@ -285,7 +301,8 @@ fn rendering_needs_an_address_for_every_routed_service_and_fills_every_placehold
 fn the_repository_manifest_renders_into_the_repository_template() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let routes = Routes::from_manifest_file(&root.join("deploy-services.yml")).unwrap();
-    let template = std::fs::read_to_string(root.join("deploy/gateway.nginx.conf.template")).unwrap();
+    let template =
+        std::fs::read_to_string(root.join("deploy/gateway.nginx.conf.template")).unwrap();
     let all: Upstreams = routes
         .services()
         .into_iter()
@@ -304,7 +321,10 @@ fn the_repository_manifest_renders_into_the_repository_template() {
         .unwrap();
     for route in &routes.routes {
         assert!(
-            rendered.contains(&format!("location = {} {{ proxy_pass http://{};", route.path, route.service)),
+            rendered.contains(&format!(
+                "location = {} {{ proxy_pass http://{};",
+                route.path, route.service
+            )),
             "{route:?} is not in\n{rendered}"
         );
     }
