@@ -57,6 +57,11 @@ fn main() -> Result<()> {
             let config = routes
                 .render(&template_text, &upstreams, &values)
                 .with_context(|| format!("rendering {}", template.display()))?;
+            let config = format!(
+                "# rendered by gateway-config from {} (routes) and {}: edit those, not this file\n{config}",
+                cli.manifest.display(),
+                template.display()
+            );
             match output {
                 Some(path) => std::fs::write(&path, config)
                     .with_context(|| format!("writing {}", path.display()))?,
