@@ -21,10 +21,8 @@
 #   create_databases PORT DB...           create each database that does not exist yet
 #   start_redis DIR PORT                  start a private redis-server (AOF on); waits for PING
 #   stop_redis DIR
-#   start_nginx DIR PORT [name=host:port...]   render deploy/gateway.nginx.conf.template and start
+#   start_nginx DIR PORT BIN_DIR [name=host:port...]   render the gateway (routes: the Ingress) and start
 #   stop_nginx DIR
-#   gateway_public_paths [TEMPLATE]       print the public path prefixes routed by the gateway template
-#   gateway_check_template [TEMPLATE]     its public-route list matches its location blocks
 #   ensure_secrets STATE_DIR              create STATE_DIR/secrets.env once (JWT_SECRET, INTERNAL_TOKEN)
 #   start_services STATE_DIR BIN_DIR      start the six services, wait for each /health/ready
 #                                         (PG_UNIX_SOCKET=1: to Postgres via STATE_DIR/pg's socket)
@@ -479,49 +477,29 @@ stop_redis() {
 # nginx gateway
 
 SAGA_GATEWAY_TEMPLATE="$SAGA_REPO_ROOT/deploy/gateway.nginx.conf.template"
+SAGA_MANIFEST="$SAGA_REPO_ROOT/deploy-services.yml"
 
-# gateway_public_paths [TEMPLATE] : the public path prefixes the gateway routes, one per line,
-# sorted (the `# public-route: <prefix> <service>` lines of the template).
-gateway_public_paths() {
-  local tpl="${1:-$SAGA_GATEWAY_TEMPLATE}"
-  sed -n -E 's/^#[[:space:]]*public-route:[[:space:]]+(\/[^[:space:]]*)[[:space:]].*/\1/p' "$tpl" | sort -u
-}
-
-# gateway_check_template [TEMPLATE] : the public-route list and the location blocks agree: every
-# prefix P (service S) has exactly `location = P` and `location P/`, both proxying to S_upstream,
-# and there is no other proxied location.
-gateway_check_template() {
-  local tpl="${1:-$SAGA_GATEWAY_TEMPLATE}" want have
-  want="$(sed -n -E 's/^#[[:space:]]*public-route:[[:space:]]+(\/[^[:space:]]*)[[:space:]]+([a-z]+).*/= \1 \2\n\1\/ \2/p' "$tpl" \
-          | sed -E 's/^(\/)/~ \1/' | sort)"
-  have="$(sed -n -E 's/^[[:space:]]*location[[:space:]]+(=[[:space:]]+)?(\/[^[:space:]]*)[[:space:]]*\{[[:space:]]*proxy_pass[[:space:]]+http:\/\/([a-z]+);.*/\1\2 \3/p' "$tpl" \
-          | sed -E 's/^= +/= /; s/^(\/)/~ \1/' | sort)"
-  if [[ -z "$want" || "$want" != "$have" ]]; then
-    err "$tpl: the public-route list and the proxied locations disagree"
-    diff <(printf '%s\n' "$want") <(printf '%s\n' "$have") >&2 || true
-    return 1
-  fi
-}
-
-# start_nginx DIR PORT [name=host:port...] : render the gateway config into DIR/nginx.conf and
-# start nginx (daemonized, pid/logs/temp in DIR). Upstream names: auth billing order items slots;
-# any not given defaults to 127.0.0.1:<that service's port variable>.
+# start_nginx DIR PORT BIN_DIR [name=host:port...] : render the gateway config into DIR/nginx.conf
+# with BIN_DIR/gateway-config — the routes are the Ingress rules of deploy-services.yml, everything
+# else comes from deploy/gateway.nginx.conf.template — and start nginx (daemonized, pid/logs/temp
+# in DIR). Each service listens on 127.0.0.1:<its port variable> unless name=host:port says otherwise.
 start_nginx() {
-  local dir="$1" port="$2"; shift 2
-  local auth="127.0.0.1:$AUTH_PORT" billing="127.0.0.1:$BILLING_PORT" order="127.0.0.1:$ORDER_PORT"
-  local items="127.0.0.1:$ITEMS_PORT" slots="127.0.0.1:$SLOTS_PORT" pair
+  local dir="$1" port="$2" bin_dir="$3"; shift 3
+  local renderer="$bin_dir/gateway-config" svc pair
+  if [[ ! -x "$renderer" ]]; then
+    err "missing $renderer (cargo build -p tools --bin gateway-config)"; return 1
+  fi
+  local -A addr=()
+  for svc in "${SAGA_SERVICES[@]}"; do addr[$svc]="127.0.0.1:$(_svc_port "$svc")"; done
   for pair in "$@"; do
-    case "$pair" in
-      auth=*) auth="${pair#*=}" ;;
-      billing=*) billing="${pair#*=}" ;;
-      order=*) order="${pair#*=}" ;;
-      items=*) items="${pair#*=}" ;;
-      slots=*) slots="${pair#*=}" ;;
-      *) err "start_nginx: bad upstream '$pair' (want name=host:port, name in auth billing order items slots)"; return 1 ;;
-    esac
+    svc="${pair%%=*}"
+    if [[ "$pair" != *=* || -z "${addr[$svc]+set}" ]]; then
+      err "start_nginx: bad upstream '$pair' (want name=host:port, name in ${SAGA_SERVICES[*]})"; return 1
+    fi
+    addr[$svc]="${pair#*=}"
   done
-  if [[ ! -f "$SAGA_GATEWAY_TEMPLATE" ]]; then err "missing $SAGA_GATEWAY_TEMPLATE"; return 1; fi
-  gateway_check_template "$SAGA_GATEWAY_TEMPLATE" || return 1
+  local -a upstreams=()
+  for svc in "${SAGA_SERVICES[@]}"; do upstreams+=(--upstream "$svc=${addr[$svc]}"); done
   if ! port_free "$port"; then
     err "port $port is in use — is another \`make run\` running? stop it or set GATEWAY_PORT"
     return 1
@@ -535,19 +513,10 @@ start_nginx() {
   # by nobody); as anyone else the directive is ignored anyway.
   local user_directive=""
   [[ $EUID -eq 0 ]] && user_directive="user root;"
-  local esc_dir="${dir//&/\\&}"
-  sed -e "s#@STATE_DIR@#${esc_dir}#g" \
-      -e "s#@LISTEN@#127.0.0.1:${port}#g" \
-      -e "s#@USER_DIRECTIVE@#${user_directive}#g" \
-      -e "s#@AUTH_ADDR@#${auth}#g" \
-      -e "s#@BILLING_ADDR@#${billing}#g" \
-      -e "s#@ORDER_ADDR@#${order}#g" \
-      -e "s#@ITEMS_ADDR@#${items}#g" \
-      -e "s#@SLOTS_ADDR@#${slots}#g" \
-      "$SAGA_GATEWAY_TEMPLATE" >"$dir/nginx.conf" || return 1
-  if grep -q '@[A-Z_]*@' "$dir/nginx.conf"; then
-    err "unreplaced placeholder in $dir/nginx.conf: $(grep -o '@[A-Z_]*@' "$dir/nginx.conf" | sort -u | tr '\n' ' ')"
-    return 1
+  if ! "$renderer" --manifest "$SAGA_MANIFEST" render --template "$SAGA_GATEWAY_TEMPLATE" "${upstreams[@]}" \
+         --set STATE_DIR="$dir" --set LISTEN="127.0.0.1:$port" --set USER_DIRECTIVE="$user_directive" \
+         --output "$dir/nginx.conf"; then
+    err "could not render the gateway config from $SAGA_MANIFEST"; return 1
   fi
   local nginx_bin
   nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"

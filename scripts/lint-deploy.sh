@@ -3,14 +3,12 @@
 #   * kubernetes-validate --strict deploy-services.yml (schemas bundled in the package)
 #   * deploy/kind-cluster.yaml keeps what the README's kind install relies on
 #   * hadolint Dockerfile (no warning of any severity)
-#   * scripts/check_routes.py (Ingress paths == local gateway locations, no /internal/)
+# (The Ingress routes are checked where the local gateway is rendered from them: tools/src/gateway.rs.)
 # The linters live in .state/venv, installed from deploy/requirements-lint.txt (PyPI).
 #
 # Env: K8S_VERSIONS   Kubernetes versions to validate against (default "1.30.0 1.37.0":
 #                     the oldest and newest we care about; must be bundled, 1.25 .. 1.37)
 #      PYTHON         interpreter for the venv (default python3)
-#      GATEWAY_CONF   nginx gateway config to compare with (default
-#                     deploy/gateway.nginx.conf.template)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -73,8 +71,5 @@ echo "ok"
 echo "== hadolint Dockerfile"
 "$VENV/bin/hadolint" --failure-threshold style Dockerfile
 echo "ok"
-
-echo "== check_routes.py"
-"$VENV/bin/python" scripts/check_routes.py --gateway "${GATEWAY_CONF:-deploy/gateway.nginx.conf.template}"
 
 echo "lint-deploy: all checks passed"

@@ -116,8 +116,9 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
   (cd "$SAGA_REPO_ROOT" && "${build[@]}")
 fi
 
-for svc in "${SAGA_SERVICES[@]}"; do
-  [[ -x "$BIN_DIR/$svc" ]] || { err "missing binary $BIN_DIR/$svc (build with: cargo build --release --workspace --bins)"; exit 1; }
+# the six services, and the renderer of the gateway's config (start_nginx)
+for bin in "${SAGA_SERVICES[@]}" gateway-config; do
+  [[ -x "$BIN_DIR/$bin" ]] || { err "missing binary $BIN_DIR/$bin (build with: cargo build --release --workspace --bins)"; exit 1; }
 done
 BIN_DIR="$(cd "$BIN_DIR" && pwd)"
 
@@ -125,9 +126,7 @@ start_postgres "$STATE/pg" "$PG_PORT"
 create_databases "$PG_PORT" "${SAGA_DATABASES[@]}"
 start_redis "$STATE/redis" "$REDIS_PORT"
 start_services "$STATE" "$BIN_DIR"
-start_nginx "$STATE/nginx" "$GATEWAY_PORT" \
-  auth="127.0.0.1:$AUTH_PORT" billing="127.0.0.1:$BILLING_PORT" order="127.0.0.1:$ORDER_PORT" \
-  items="127.0.0.1:$ITEMS_PORT" slots="127.0.0.1:$SLOTS_PORT"
+start_nginx "$STATE/nginx" "$GATEWAY_PORT" "$BIN_DIR"
 
 # machine-readable description of the running stack (tests, bench, chaos: `set -a; . <state>/env`)
 {

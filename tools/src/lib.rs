@@ -3,13 +3,15 @@
 //! [`workload`] (mixes, expected outcomes), and the [`audit`] that checks, straight in the
 //! databases, that no money, stock or courier was created or lost.
 //!
-//! Binaries: `loadgen` (throughput and latency against a running stack) and `chaos` (kill -9 the
-//! services under load, then audit).
+//! Binaries: `loadgen` (throughput and latency against a running stack), `chaos` (kill -9 the
+//! services under load, then audit) and `gateway-config` (the local nginx gateway's config,
+//! rendered from the Kubernetes Ingress: [`gateway`]).
 
 pub mod audit;
 pub mod campaign;
 pub mod client;
 pub mod duration;
+pub mod gateway;
 pub mod nemesis;
 pub mod proxy;
 pub mod stack;

@@ -406,7 +406,7 @@ impl Drop for PrivateStores {
 }
 
 /// lib.sh's `purge_state DIR`: stops what runs there and removes it (blocking: used on drop).
-fn purge(dir: &Path) {
+pub fn purge(dir: &Path) {
     let lib = lib_sh_path();
     let _ = std::process::Command::new("bash")
         .arg("-c")
@@ -423,7 +423,7 @@ fn lib_sh_path() -> PathBuf {
 }
 
 /// Runs `script` with lib.sh sourced and `args` as `$1...`.
-async fn lib_sh(script: &str, args: &[&str]) -> Result<std::process::Output> {
+pub async fn lib_sh(script: &str, args: &[&str]) -> Result<std::process::Output> {
     Command::new("bash")
         .arg("-c")
         .arg(format!("source \"$0\"\n{script}"))

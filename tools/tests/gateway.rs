@@ -1,0 +1,161 @@
+//! The gateway rendered from the Ingress, in front of the real services: every Ingress path is
+//! served by the service it names (its router knows something at or under the path), the gateway
+//! hands every request on it to that service, with and without a trailing slash, and nothing under
+//! /internal, /health or /metrics gets through. nginx is started by scripts/lib.sh `start_nginx`,
+//! exactly as `make run` starts it. Needs TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
+
+use std::path::{Path, PathBuf};
+use tools::{
+    gateway::{NEVER_PUBLIC, PathType, Routes},
+    stack::{Service, Stack, StackConfig},
+    stores,
+};
+
+/// What a client can tell apart: the status and, for an error, its `error` code.
+type Answer = (u16, Option<String>);
+
+/// The answer of axum's fallback and of the gateway's `location /` to a path nobody routes.
+fn no_such_route() -> Answer {
+    (404, Some("not_found".into()))
+}
+
+async fn answer(client: &reqwest::Client, url: &str) -> Answer {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    let error = body.and_then(|b| Some(b.get("error")?.as_str()?.to_string()));
+    (status, error)
+}
+
+/// nginx started by lib.sh in a directory of its own; stopped and removed on drop.
+struct Gateway {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Gateway {
+    async fn start(stack: &Stack) -> Gateway {
+        use rand::Rng;
+        let renderer_dir = Path::new(env!("CARGO_BIN_EXE_gateway-config"))
+            .parent()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let mut last_error = String::new();
+        // Ports of the project range, never the ephemeral one; lib.sh refuses a taken one.
+        for _ in 0..5 {
+            let dir = std::env::temp_dir().join(format!("saga-gateway-{}", uuid::Uuid::new_v4()));
+            let port: u16 = rand::rng().random_range(20_000..32_000);
+            let mut args = vec![
+                dir.to_string_lossy().into_owned(),
+                port.to_string(),
+                renderer_dir.clone(),
+            ];
+            for service in Service::ALL {
+                let url = stack.url(service);
+                let addr = url.trim_start_matches("http://");
+                args.push(format!("{service}={addr}"));
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let output = stores::lib_sh(
+                r#"set -e
+                ensure_packages >&2
+                start_nginx "$@" >&2"#,
+                &args,
+            )
+            .await
+            .unwrap();
+            if output.status.success() {
+                return Gateway {
+                    dir,
+                    url: format!("http://127.0.0.1:{port}"),
+                };
+            }
+            last_error = String::from_utf8_lossy(&output.stderr).into_owned();
+            stores::purge(&dir);
+        }
+        panic!("lib.sh start_nginx failed 5 times: {last_error}");
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        stores::purge(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ingress_route_reaches_its_service_through_the_rendered_gateway() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy-services.yml");
+    let routes = Routes::from_manifest_file(&manifest).unwrap();
+    let stack = Stack::start(StackConfig::from_test_env()).await.unwrap();
+    let gateway = Gateway::start(&stack).await;
+    let client = reqwest::Client::new();
+
+    for route in &routes.routes {
+        let service: Service = route.service.parse().unwrap();
+        let direct = stack.url(service);
+        let path = &route.path;
+        // Prefix: the path, with its trailing slash, and a path below it (where a path parameter
+        // lives, e.g. /api/accounts/{username}); Exact: the path alone.
+        let forms: Vec<Vec<String>> = match route.path_type {
+            PathType::Prefix => vec![
+                vec![path.clone(), format!("{path}/")],
+                vec![format!("{path}/probe"), format!("{path}/probe/")],
+            ],
+            PathType::Exact => vec![vec![path.clone()]],
+        };
+        let mut served = false;
+        for spellings in &forms {
+            let mut answers = Vec::new();
+            for probe in spellings {
+                let through_gateway = answer(&client, &format!("{}{probe}", gateway.url)).await;
+                let from_service = answer(&client, &format!("{direct}{probe}")).await;
+                assert_eq!(
+                    through_gateway, from_service,
+                    "{probe} ({:?} of Ingress {}): the gateway's answer is not {service}'s",
+                    route.path_type, route.ingress
+                );
+                served |= from_service != no_such_route();
+                answers.push(from_service);
+            }
+            assert!(
+                answers.windows(2).all(|w| w[0] == w[1]),
+                "{spellings:?} answer differently with and without the trailing slash: {answers:?}"
+            );
+        }
+        assert!(
+            served,
+            "Ingress {} routes {path} to {service}, but {service} serves nothing at or under it",
+            route.ingress
+        );
+    }
+
+    // The control that shows the comparison above can fail: these paths answer on the services,
+    // and the gateway does not hand them on.
+    for (probe, service) in [
+        ("/internal/accounts", Service::Billing),
+        ("/health/ready", Service::Order),
+        ("/metrics", Service::Items),
+    ] {
+        assert!(NEVER_PUBLIC.iter().any(|never| probe.starts_with(never)));
+        let from_service = answer(&client, &format!("{}{probe}", stack.url(service))).await;
+        assert_ne!(
+            from_service,
+            no_such_route(),
+            "{service} does not serve {probe}"
+        );
+        let through_gateway = answer(&client, &format!("{}{probe}", gateway.url)).await;
+        assert_eq!(
+            through_gateway,
+            no_such_route(),
+            "the gateway routes {probe}"
+        );
+    }
+    drop(gateway);
+    stack.shutdown().await;
+}
