@@ -281,4 +281,52 @@ mod tests {
         let body: crate::error::ErrorBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(body.error, "timeout");
     }
+
+    /// A long-poll route runs under the request timeout plus its longest wait; every other route
+    /// keeps the request timeout alone.
+    #[tokio::test]
+    async fn long_polls_get_their_wait_on_top_of_the_request_timeout() {
+        let http = HttpConfig {
+            request_timeout: Duration::from_millis(200),
+            ..HttpConfig::for_tests()
+        };
+        // Longer than the request timeout, well within it plus the longest wait.
+        let takes_400_ms = || async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "done"
+        };
+        let never = || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "too late"
+        };
+        let api = Router::new().route("/short", get(takes_400_ms));
+        let long_polls = LongPolls {
+            routes: Router::new()
+                .route("/poll", get(takes_400_ms))
+                .route("/stuck", get(never)),
+            longest_wait: Duration::from_secs(1),
+        };
+        let app = app_with_long_polls("test", api, long_polls, Readiness::default(), &http);
+        let status = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+                let started = Instant::now();
+                let response = tokio::time::timeout(Duration::from_secs(30), app.oneshot(request))
+                    .await
+                    .expect("answered")
+                    .unwrap();
+                (response.status(), started.elapsed())
+            }
+        };
+        assert_eq!(status("/short").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status("/poll").await.0, StatusCode::OK);
+        let (stuck, after) = status("/stuck").await;
+        assert_eq!(stuck, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            after >= Duration::from_millis(1200),
+            "timed out after {after:?}"
+        );
+        assert_eq!(status("/nowhere").await.0, StatusCode::NOT_FOUND);
+    }
 }
