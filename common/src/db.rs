@@ -77,7 +77,7 @@ async fn wait_for_database(options: &PgConnectOptions, limit: Duration) -> Resul
                 Ok(Ok(connection)) => {
                     let _ = connection.close().await;
                     if attempt > 1 {
-                        tracing::info!(target = %target, attempt, "the database is reachable");
+                        tracing::info!(database = %target, attempt, "the database is reachable");
                     }
                     return Ok(());
                 }
@@ -103,7 +103,7 @@ async fn wait_for_database(options: &PgConnectOptions, limit: Duration) -> Resul
             .unwrap_or(Duration::from_secs(2))
             .min(remaining);
         tracing::warn!(
-            target = %target,
+            database = %target,
             attempt,
             retry_in_ms = delay.as_millis() as u64,
             "waiting for the database: {error:#}"
