@@ -20,6 +20,15 @@ use sqlx::{
 use std::{str::FromStr, time::Duration};
 use tokio::time::Instant;
 
+/// How start-up waits between attempts to reach a store (Postgres here, Redis in the mediator):
+/// 250 ms, doubling, capped at 2 s; jitter adds up to as much again, so replicas started together
+/// do not knock in step.
+pub const DEPENDENCY_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
+    .with_min_delay(Duration::from_millis(250))
+    .with_max_delay(Duration::from_secs(2))
+    .with_jitter()
+    .without_max_times();
+
 /// One connection attempt never takes longer than this, so that a host that swallows packets
 /// still gets retried and logged every few seconds.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,14 +69,7 @@ pub fn describe(options: &PgConnectOptions) -> String {
 async fn wait_for_database(options: &PgConnectOptions, limit: Duration) -> Result<()> {
     let target = describe(options);
     let deadline = Instant::now() + limit;
-    // Starts at 250 ms, doubles, capped at 2 s; jitter adds up to as much again, so replicas
-    // started together do not knock in step.
-    let mut delays = ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(250))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build();
+    let mut delays = DEPENDENCY_BACKOFF.build();
     let mut attempt = 0u32;
     loop {
         attempt += 1;
