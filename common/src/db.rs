@@ -54,7 +54,7 @@ pub async fn connect_and_migrate(config: &DatabaseConfig, migrator: &Migrator) -
 }
 
 /// Where `options` point, for logs: user, host, port and database — never the password.
-pub fn describe(options: &PgConnectOptions) -> String {
+fn describe(options: &PgConnectOptions) -> String {
     let database = options.get_database().unwrap_or(options.get_username());
     format!(
         "Postgres {}@{}:{}/{database}",
@@ -73,24 +73,25 @@ async fn wait_for_database(options: &PgConnectOptions, limit: Duration) -> Resul
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let error =
-            match tokio::time::timeout(remaining.min(ATTEMPT_TIMEOUT), options.connect()).await {
-                Ok(Ok(connection)) => {
-                    let _ = connection.close().await;
-                    if attempt > 1 {
-                        tracing::info!(database = %target, attempt, "the database is reachable");
-                    }
-                    return Ok(());
+        let attempt_limit = deadline
+            .saturating_duration_since(Instant::now())
+            .min(ATTEMPT_TIMEOUT);
+        let error = match tokio::time::timeout(attempt_limit, options.connect()).await {
+            Ok(Ok(connection)) => {
+                let _ = connection.close().await;
+                if attempt > 1 {
+                    tracing::info!(database = %target, attempt, "the database is reachable");
                 }
-                Ok(Err(e)) if !worth_waiting_for(&e) => {
-                    return Err(anyhow!(e)).with_context(|| {
-                        format!("connecting to {target} (not retried: waiting cannot fix this)")
-                    });
-                }
-                Ok(Err(e)) => anyhow!(e),
-                Err(_) => anyhow!("no answer within {:?}", remaining.min(ATTEMPT_TIMEOUT)),
-            };
+                return Ok(());
+            }
+            Ok(Err(e)) if !worth_waiting_for(&e) => {
+                return Err(anyhow!(e)).with_context(|| {
+                    format!("connecting to {target} (not retried: waiting cannot fix this)")
+                });
+            }
+            Ok(Err(e)) => anyhow!(e),
+            Err(_) => anyhow!("no answer within {attempt_limit:?}"),
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(error).with_context(|| {
