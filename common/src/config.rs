@@ -93,7 +93,8 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long start-up waits for the database to accept a connection before giving up
     /// (`DB_STARTUP_WAIT_SECS`). The default stays under the Kubernetes startup probe's budget
-    /// (60 s), so the process reports why it gives up before the kubelet kills it.
+    /// (periodSeconds × failureThreshold), so the process reports why it gives up before the
+    /// kubelet kills it.
     pub startup_wait: Duration,
 }
 
