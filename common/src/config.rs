@@ -91,6 +91,11 @@ impl HttpConfig {
 pub struct DatabaseConfig {
     pub url: Secret,
     pub max_connections: u32,
+    /// How long start-up waits for the database to accept a connection before giving up
+    /// (`DB_STARTUP_WAIT_SECS`). The default stays under the Kubernetes startup probe's budget
+    /// (periodSeconds × failureThreshold), so the process reports why it gives up before the
+    /// kubelet kills it.
+    pub startup_wait: Duration,
 }
 
 impl DatabaseConfig {
@@ -98,6 +103,7 @@ impl DatabaseConfig {
         Ok(Self {
             url: Secret(required("DATABASE_URL")?),
             max_connections: parse_or("DB_MAX_CONNECTIONS", 16)?,
+            startup_wait: Duration::from_secs(parse_or("DB_STARTUP_WAIT_SECS", 45)?),
         })
     }
 }

@@ -58,8 +58,35 @@ impl Readiness {
 
 /// Wraps a service's API router with the shared endpoints and layers.
 pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &HttpConfig) -> Router {
+    app_with_long_polls(service, api, LongPolls::none(), readiness, http)
+}
+
+/// Routes that wait on purpose (long polls): they run under REQUEST_TIMEOUT_MS plus their
+/// longest wait, every other route under REQUEST_TIMEOUT_MS alone — a long poll gets the same
+/// budget for its work as any request, on top of the wait its client asked for.
+pub struct LongPolls {
+    pub routes: Router,
+    pub longest_wait: Duration,
+}
+
+impl LongPolls {
+    pub fn none() -> Self {
+        Self {
+            routes: Router::new(),
+            longest_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// [`app`], with `long_polls` merged in under their own, longer timeout.
+pub fn app_with_long_polls(
+    service: &'static str,
+    api: Router,
+    long_polls: LongPolls,
+    readiness: Readiness,
+    http: &HttpConfig,
+) -> Router {
     let metrics = metrics_handle();
-    let timeout = http.request_timeout;
     let operational = Router::new()
         .route(
             "/health/live",
@@ -70,7 +97,14 @@ pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &Http
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         );
-    api.merge(operational)
+    // `Router::layer` wraps each route present at the time, so each group keeps its own timeout.
+    let timed = with_timeout(api.merge(operational), http.request_timeout);
+    let long_polls = with_timeout(
+        long_polls.routes,
+        http.request_timeout + long_polls.longest_wait,
+    );
+    timed
+        .merge(long_polls)
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -79,6 +113,7 @@ pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &Http
                 "method not allowed on this path",
             )
         })
+        // Outside the timeout: a request that timed out is counted too, as the 503 it got.
         .layer(middleware::from_fn(move |req, next| {
             record_metrics(service, req, next)
         }))
@@ -95,21 +130,28 @@ pub fn app(service: &'static str, api: Router, readiness: Readiness, http: &Http
                         tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                     }),
                 )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(HandleErrorLayer::new(move |err: BoxError| async move {
-                    if err.is::<tower::timeout::error::Elapsed>() {
-                        ApiError::new(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "timeout",
-                            format!("request took longer than {timeout:?}"),
-                        )
-                    } else {
-                        ApiError::internal(anyhow::anyhow!("middleware failed: {err}"))
-                    }
-                }))
-                .timeout(timeout),
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
         )
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+}
+
+/// Every route of `routes` answers 503 `timeout` once it has run for `limit`.
+fn with_timeout(routes: Router, limit: Duration) -> Router {
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(move |err: BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "timeout",
+                        format!("request took longer than {limit:?}"),
+                    )
+                } else {
+                    ApiError::internal(anyhow::anyhow!("middleware failed: {err}"))
+                }
+            }))
+            .timeout(limit),
+    )
 }
 
 async fn ready(State(r): State<Readiness>) -> Response {
@@ -238,5 +280,53 @@ mod tests {
             .unwrap();
         let body: crate::error::ErrorBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(body.error, "timeout");
+    }
+
+    /// A long-poll route runs under the request timeout plus its longest wait; every other route
+    /// keeps the request timeout alone.
+    #[tokio::test]
+    async fn long_polls_get_their_wait_on_top_of_the_request_timeout() {
+        let http = HttpConfig {
+            request_timeout: Duration::from_millis(200),
+            ..HttpConfig::for_tests()
+        };
+        // Longer than the request timeout, well within it plus the longest wait.
+        let takes_400_ms = || async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            "done"
+        };
+        let never = || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            "too late"
+        };
+        let api = Router::new().route("/short", get(takes_400_ms));
+        let long_polls = LongPolls {
+            routes: Router::new()
+                .route("/poll", get(takes_400_ms))
+                .route("/stuck", get(never)),
+            longest_wait: Duration::from_secs(1),
+        };
+        let app = app_with_long_polls("test", api, long_polls, Readiness::default(), &http);
+        let status = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let request = Request::builder().uri(path).body(Body::empty()).unwrap();
+                let started = Instant::now();
+                let response = tokio::time::timeout(Duration::from_secs(30), app.oneshot(request))
+                    .await
+                    .expect("answered")
+                    .unwrap();
+                (response.status(), started.elapsed())
+            }
+        };
+        assert_eq!(status("/short").await.0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status("/poll").await.0, StatusCode::OK);
+        let (stuck, after) = status("/stuck").await;
+        assert_eq!(stuck, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            after >= Duration::from_millis(1200),
+            "timed out after {after:?}"
+        );
+        assert_eq!(status("/nowhere").await.0, StatusCode::NOT_FOUND);
     }
 }

@@ -31,6 +31,14 @@ pub async fn dedicated_connection(
         .context("connecting to Redis")
 }
 
+/// Where `url` points, for logs: host, port and database number — never the password.
+pub fn describe(url: &Secret) -> String {
+    match ::redis::IntoConnectionInfo::into_connection_info(url.expose()) {
+        Ok(info) => format!("Redis {}/{}", info.addr(), info.redis_settings().db()),
+        Err(_) => "Redis (REDIS_URL does not parse)".to_owned(),
+    }
+}
+
 pub async fn ping(pool: &Pool) -> Result<()> {
     let mut conn = pool.get().await.context("taking a Redis connection")?;
     let _: String = ::redis::cmd("PING")

@@ -28,6 +28,7 @@ use crate::{
     executor::{Disposition, Executor, Mode},
 };
 use anyhow::{Context, Result};
+use backon::BackoffBuilder;
 use redis::{RedisResult, Value, aio::MultiplexedConnection};
 use shop_common::{config::Secret, redis::RedisPool};
 use std::{
@@ -174,16 +175,31 @@ impl Inner {
 
     /// `XGROUP CREATE <stream> <group> 0 MKSTREAM`: from 0, so nothing published before the group
     /// existed is missed. False if shutdown came first.
+    ///
+    /// Waits for Redis as long as it takes, unlike start-up's bounded wait for the database: the
+    /// health server is already up (live, and unready while Redis is down), exactly as when Redis
+    /// goes away later, so there is nothing a restart would do better — giving up would only
+    /// turn a Redis outage into a crash loop.
     async fn create_group_until_done(&self) -> bool {
-        loop {
-            match self.create_group().await {
+        let redis = shop_common::redis::describe(&self.redis_url);
+        let mut delays = shop_common::db::DEPENDENCY_BACKOFF.build();
+        for attempt in 1u32.. {
+            let error = match self.create_group().await {
                 Ok(()) => return true,
-                Err(e) => tracing::warn!("cannot create the consumer group yet: {e:#}"),
-            }
-            if self.pause(Duration::from_secs(1)).await {
+                Err(e) => e,
+            };
+            let delay = delays.next().unwrap_or(Duration::from_secs(2));
+            tracing::warn!(
+                redis = %redis,
+                attempt,
+                retry_in_ms = delay.as_millis() as u64,
+                "cannot create the consumer group yet: {error:#}"
+            );
+            if self.pause(delay).await {
                 return false;
             }
         }
+        false
     }
 
     async fn create_group(&self) -> Result<()> {

@@ -30,9 +30,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub fn public() -> Router<AppState> {
-    Router::new()
-        .route("/api/orders", get(list).post(create))
-        .route("/api/orders/{id}", get(show))
+    Router::new().route("/api/orders", get(list).post(create))
+}
+
+/// The routes that may wait up to [`MAX_WAIT`] before answering (`?wait_ms=N`).
+pub fn long_polls() -> Router<AppState> {
+    Router::new().route("/api/orders/{id}", get(show))
 }
 
 #[derive(Deserialize)]
@@ -171,7 +174,9 @@ struct ShowQuery {
     wait_ms: u64,
 }
 
-const MAX_WAIT: Duration = Duration::from_secs(30);
+/// The longest `wait_ms` honoured; a larger one waits this long. The route's timeout is the
+/// request timeout plus this (see `shop_common::http::LongPolls`), so a full wait answers 200.
+pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 async fn show(
     State(state): State<AppState>,

@@ -11,7 +11,7 @@ use axum::{Router, extract::FromRef};
 use shop_common::{
     auth::JwtKeys,
     db as pg,
-    http::{self, Readiness},
+    http::{self, LongPolls, Readiness},
     redis::{self, RedisPool},
 };
 use sqlx::{PgPool, migrate::Migrator};
@@ -51,17 +51,23 @@ fn build(
         outbox::final_channel(&config.orders_stream),
         stop,
     ));
-    let (outbox, flusher) = Outbox::new(pool.clone(), redis.clone(), &config.orders_stream);
+    let (outbox, flusher) = Outbox::new(pool.clone(), redis, &config.orders_stream);
     let state = AppState {
         pool: pool.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),
         outbox,
         signals,
     };
-    let api = routes::public().with_state(state);
-    let readiness = Readiness::database_and_redis(pool, redis);
+    let api = routes::public().with_state(state.clone());
+    let long_polls = LongPolls {
+        routes: routes::long_polls().with_state(state),
+        longest_wait: routes::MAX_WAIT,
+    };
+    // Only the database: a POST with Redis down is stored and published later by the sweep, and
+    // reads never need Redis, so a Redis outage must not take the order API out of the Ingress.
+    let readiness = Readiness::database(pool);
     (
-        http::app("order", api, readiness, &config.http),
+        http::app_with_long_polls("order", api, long_polls, readiness, &config.http),
         flusher,
         listener,
     )

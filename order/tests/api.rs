@@ -512,14 +512,6 @@ async fn with_redis_down_the_order_is_stored_and_the_sweep_publishes_it_later() 
     let body: Json = res.json().await.unwrap();
     let id = Uuid::parse_str(body["id"].as_str().unwrap()).unwrap();
 
-    let ready = app
-        .http
-        .get(format!("{}/health/ready", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-
     // The POST tried to publish before answering (and failed): nothing to wait for.
     let stored = db::find_order(&app.pool, id).await.unwrap().unwrap();
     assert!(stored.published_at.is_none());
@@ -562,6 +554,50 @@ async fn the_sweeper_task_publishes_in_the_background() {
     stop.cancel();
     sweeper.await.unwrap();
     assert_eq!(stream_order_ids(&app.stream).await, [id.to_string()]);
+}
+
+impl App {
+    async fn ready(&self) -> (StatusCode, Json) {
+        let r = self
+            .http
+            .get(format!("{}/health/ready", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+}
+
+/// The order API needs its database to serve, not Redis (a POST is stored and published later by
+/// the sweep): a Redis outage keeps it in the Ingress, a database outage takes it out.
+#[tokio::test]
+async fn readiness_follows_the_database_not_redis() {
+    let (direct, database) = testing::migrated_pool(&order::MIGRATOR).await;
+    drop(direct);
+    let (link, via_link) = Link::to_database(&database).await;
+    let pool = shop_common::db::connect_and_migrate(&via_link, &order::MIGRATOR)
+        .await
+        .unwrap();
+    let app = start_on(pool, via_link, Secret::new("redis://127.0.0.1:1")).await;
+    let (status, body) = app.ready().await;
+    assert_eq!(status, StatusCode::OK, "Redis down, database up: {body}");
+    assert_eq!(body, json!({"status": "ready"}));
+
+    link.cut().await;
+    let (status, body) = app.ready().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"], "not_ready");
+
+    link.restore().await;
+    // The pool reconnects on its next use; bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.ready().await.0 != StatusCode::OK {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not ready 10 s after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -806,4 +842,28 @@ async fn a_long_poll_without_a_signal_answers_the_stored_state_at_its_deadline()
         .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert_eq!(bad.json::<Json>().await.unwrap()["error"], "invalid_query");
+}
+
+/// A long poll may wait longer than REQUEST_TIMEOUT_MS (10 s here, as by default): its route runs
+/// under that timeout plus the longest wait, so an order still unfinished at the deadline is
+/// answered 200 with its state, not 503 `timeout`.
+#[tokio::test]
+async fn a_long_poll_longer_than_the_request_timeout_answers_the_unfinished_order() {
+    let app = start().await;
+    assert_eq!(testing::http().request_timeout, Duration::from_secs(10));
+    let id = app.create_order("alice").await;
+    let started = std::time::Instant::now();
+    let r = app
+        .get("alice", &format!("/api/orders/{id}?wait_ms=15000"))
+        .await;
+    let waited = started.elapsed();
+    let status = r.status();
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["success"], Json::Null);
+    assert!(
+        waited >= Duration::from_secs(15),
+        "answered after {waited:?}, before its 15 s"
+    );
 }

@@ -934,6 +934,70 @@ impl Drop for Stack {
     }
 }
 
+/// One service binary on its own, outside a [`Stack`], for tests of a single process (start-up
+/// against stores that are not there yet): spawned like a stack's processes (own process group,
+/// parent-death signal, killed on drop), on a free loopback port, with exactly the environment
+/// given plus `LISTEN_ADDR`, its output in `log`.
+pub struct LoneService {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl LoneService {
+    pub fn start(service: Service, env: Vec<(String, String)>, log: PathBuf) -> Result<Self> {
+        let bin_dir = default_bin_dir()?;
+        check_binaries(&bin_dir)?;
+        let port = pick_ports(1)?[0];
+        let mut env = env;
+        env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{port}")));
+        let spec = ProcSpec {
+            service,
+            program: bin_dir.join(service.name()),
+            port,
+            env,
+            log,
+        };
+        let child = spawn_process(service.name(), &spec, 1, Duration::ZERO)?;
+        Ok(Self {
+            child,
+            port,
+            log: spec.log,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        local_url(self.port)
+    }
+
+    /// Its exit status if it has exited.
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
+        self.child.try_wait().context("checking on the service")
+    }
+
+    /// Everything it has printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits at most `limit` for it to exit on its own.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus> {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .with_context(|| format!("still running after {limit:?}"))?
+            .context("waiting for the service to exit")
+    }
+}
+
+impl Drop for LoneService {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            kill_group(pid);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
 #[derive(Clone)]
 struct ServiceUrls {
     billing: String,

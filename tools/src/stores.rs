@@ -1,6 +1,7 @@
 //! Restarting the private Redis and PostgreSQL that `scripts/chaos.sh` started (via
 //! `scripts/lib.sh`), for the `redis_restart` and `postgres_restart` faults of the nemesis, and
-//! starting a test's own pair through lib.sh ([`PrivateStores`]).
+//! starting a test's own pair through lib.sh ([`PrivateStores`]; its Postgres can be stopped and
+//! started again, for tests of a service started before its database).
 //!
 //! How each store is STARTED stays in one place, `scripts/lib.sh`: this module never writes a
 //! server option of its own.
@@ -347,6 +348,7 @@ pub struct PrivateStores {
     pub postgres: PostgresStore,
     /// `postgres://postgres@127.0.0.1:<port>/postgres`.
     pub admin_url: String,
+    pub postgres_port: u16,
 }
 
 impl PrivateStores {
@@ -388,6 +390,7 @@ impl PrivateStores {
                 )?,
                 postgres: PostgresStore::new(data, bin)?,
                 admin_url: format!("postgres://postgres@127.0.0.1:{pg_port}/postgres"),
+                postgres_port: pg_port,
                 dir,
             });
         }
@@ -396,6 +399,40 @@ impl PrivateStores {
             dir.display(),
             last_error.unwrap_or_default()
         )
+    }
+}
+
+impl PrivateStores {
+    /// Stops the PostgreSQL (lib.sh `stop_postgres`: `pg_ctl stop -m fast`), keeping its data.
+    pub async fn stop_postgres(&self) -> Result<()> {
+        let pg = self.dir.join("pg");
+        let output = lib_sh(r#"stop_postgres "$1""#, &[pg.to_string_lossy().as_ref()]).await?;
+        ensure!(
+            output.status.success(),
+            "lib.sh stop_postgres failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(())
+    }
+
+    /// Starts the PostgreSQL again on its port (lib.sh `start_postgres`); returns once it accepts
+    /// connections.
+    pub async fn start_postgres(&self) -> Result<()> {
+        let pg = self.dir.join("pg");
+        let output = lib_sh(
+            r#"start_postgres "$1" "$2""#,
+            &[
+                pg.to_string_lossy().as_ref(),
+                &self.postgres_port.to_string(),
+            ],
+        )
+        .await?;
+        ensure!(
+            output.status.success(),
+            "lib.sh start_postgres failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        Ok(())
     }
 }
 

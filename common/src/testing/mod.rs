@@ -68,6 +68,8 @@ pub async fn fresh_database() -> DatabaseConfig {
     DatabaseConfig {
         url: Secret::new(format!("{base}/{name}")),
         max_connections: 10,
+        // The test Postgres is up: a test that finds it down fails soon, saying so.
+        startup_wait: std::time::Duration::from_secs(5),
     }
 }
 

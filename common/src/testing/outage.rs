@@ -53,6 +53,7 @@ impl Link {
         let config = DatabaseConfig {
             url: Secret::new(via),
             max_connections: database.max_connections,
+            startup_wait: database.startup_wait,
         };
         (link, config)
     }
