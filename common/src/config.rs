@@ -5,7 +5,7 @@
 //! ([`SecretParser`]).
 
 use clap::{
-    Arg, Args, Command,
+    Arg, Args, Command, Parser,
     builder::TypedValueParser,
     error::{Error as ClapError, ErrorKind},
 };
@@ -40,6 +40,20 @@ impl FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Infallible> {
         Ok(Self::new(s))
     }
+}
+
+/// Parses a service's configuration from the environment (and flags, for `--help`). Every value
+/// is shown under its variable's name, so a "required argument not provided" names the variable
+/// to set; clap's own errors exit with status 2, after printing usage.
+pub fn parse<C: Parser>() -> C {
+    let command = C::command().mut_args(|arg| match arg.get_env() {
+        Some(env) => {
+            let name = env.to_string_lossy().into_owned();
+            arg.value_name(name)
+        }
+        None => arg,
+    });
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 /// `<ms>` as a [`Duration`]: every `*_MS` variable.
@@ -223,7 +237,6 @@ impl Deref for InternalTokenConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
