@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lint the deployment files, offline once the linters are installed:
 #   * kubernetes-validate --strict deploy-services.yml (schemas bundled in the package)
+#   * no Secret in deploy-services.yml (the install Job creates shop-secrets)
 #   * hadolint Dockerfile (no warning of any severity)
 #   * scripts/check_routes.py (Ingress paths == local gateway locations, no /internal/)
 # The linters live in .state/venv, installed from deploy/requirements-lint.txt (PyPI).
@@ -35,6 +36,13 @@ echo "== kubernetes-validate --strict deploy-services.yml (${K8S_VERSIONS})"
 for v in $K8S_VERSIONS; do
     "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version "$v" deploy-services.yml
 done
+echo "ok"
+
+echo "== no kind: Secret in deploy-services.yml"
+if grep -nE '^kind:[[:space:]]*"?Secret"?[[:space:]]*$' deploy-services.yml; then
+    echo "lint-deploy: deploy-services.yml must hold no Secret (the Job shop-secrets-init creates it)" >&2
+    exit 1
+fi
 echo "ok"
 
 echo "== hadolint Dockerfile"
