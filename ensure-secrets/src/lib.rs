@@ -4,7 +4,7 @@
 //! secrets once and keeps them (Postgres takes its role passwords at its first start only).
 //!
 //! It talks to the Kubernetes API directly (GET, then POST or a merge PATCH conditioned on the
-//! resourceVersion) with the pod's service-account token and CA, so the Job runs our own image and
+//! resourceVersion) with the pod's service-account token and CA (ureq, rustls), so the Job runs our own image and
 //! needs no kubectl image. Concurrent runs are safe: a create that finds the Secret already there
 //! (409) or a patch that lost a race (409) reads it again; only absent keys are ever written.
 
@@ -12,9 +12,13 @@ use anyhow::{Context, Result, bail};
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use clap::Parser;
 use rand::RngCore;
-use reqwest::{Certificate, Client, StatusCode};
 use serde_json::{Value, json};
 use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use ureq::{
+    Agent,
+    http::{Response, StatusCode},
+    tls::{Certificate, RootCerts, TlsConfig},
+};
 
 /// Where Kubernetes mounts a pod's service-account token, CA and namespace.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -86,11 +90,13 @@ impl Outcome {
 
 /// The API of one Secret, authenticated as the pod's service account.
 struct SecretApi {
-    client: Client,
-    token: String,
+    agent: Agent,
+    authorization: String,
     collection: String,
     item: String,
 }
+
+type Answer = Response<ureq::Body>;
 
 impl SecretApi {
     fn from_service_account(cli: &Cli) -> Result<Self> {
@@ -103,41 +109,50 @@ impl SecretApi {
         let namespace = read("namespace")?.trim().to_owned();
         let ca = Certificate::from_pem(read("ca.crt")?.as_bytes())
             .context("parsing the service account's ca.crt")?;
-        let client = Client::builder()
-            .tls_certs_only([ca])
-            .timeout(Duration::from_secs(10))
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::from([ca]))
+                    .build(),
+            )
             .build()
-            .context("building the API client")?;
+            .into();
         let collection = format!(
             "{}/api/v1/namespaces/{namespace}/secrets",
             cli.api_server.trim_end_matches('/')
         );
         let item = format!("{collection}/{}", cli.secret);
         Ok(Self {
-            client,
-            token,
+            agent,
+            authorization: format!("Bearer {token}"),
             collection,
             item,
         })
     }
 
-    async fn get(&self) -> Result<Option<Value>> {
-        let response = self
-            .client
+    fn get(&self) -> Result<Option<Value>> {
+        let mut answer = self
+            .agent
             .get(&self.item)
-            .bearer_auth(&self.token)
-            .send()
-            .await
+            .header("authorization", &self.authorization)
+            .call()
             .context("GET the secret")?;
-        match response.status() {
+        match answer.status() {
             StatusCode::NOT_FOUND => Ok(None),
-            StatusCode::OK => Ok(Some(response.json().await.context("reading the secret")?)),
-            status => bail!("GET the secret: {status}: {}", api_message(response).await),
+            StatusCode::OK => Ok(Some(
+                answer
+                    .body_mut()
+                    .read_json()
+                    .context("reading the secret")?,
+            )),
+            status => bail!("GET the secret: {status}: {}", api_message(answer)),
         }
     }
 
     /// `Ok(false)`: it was created meanwhile by someone else.
-    async fn create(&self, name: &str, data: &Value) -> Result<bool> {
+    fn create(&self, name: &str, data: &Value) -> Result<bool> {
         let secret = json!({
             "apiVersion": "v1",
             "kind": "Secret",
@@ -153,50 +168,43 @@ impl SecretApi {
             "type": "Opaque",
             "data": data,
         });
-        let response = self
-            .client
+        let answer = self
+            .agent
             .post(&self.collection)
-            .bearer_auth(&self.token)
-            .json(&secret)
-            .send()
-            .await
+            .header("authorization", &self.authorization)
+            .send_json(&secret)
             .context("POST the secret")?;
-        match response.status() {
+        match answer.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::CONFLICT => Ok(false),
-            status => bail!("POST the secret: {status}: {}", api_message(response).await),
+            status => bail!("POST the secret: {status}: {}", api_message(answer)),
         }
     }
 
     /// Adds `data` only if the Secret is still at `resource_version`; `Ok(false)`: it changed.
-    async fn add_keys(&self, resource_version: &str, data: &Value) -> Result<bool> {
+    fn add_keys(&self, resource_version: &str, data: &Value) -> Result<bool> {
         let patch = json!({
             "metadata": { "resourceVersion": resource_version },
             "data": data,
         });
-        let response = self
-            .client
+        let answer = self
+            .agent
             .patch(&self.item)
-            .bearer_auth(&self.token)
+            .header("authorization", &self.authorization)
             .header("content-type", "application/merge-patch+json")
-            .body(patch.to_string())
-            .send()
-            .await
+            .send(patch.to_string())
             .context("PATCH the secret")?;
-        match response.status() {
+        match answer.status() {
             StatusCode::OK => Ok(true),
             StatusCode::CONFLICT => Ok(false),
-            status => bail!(
-                "PATCH the secret: {status}: {}",
-                api_message(response).await
-            ),
+            status => bail!("PATCH the secret: {status}: {}", api_message(answer)),
         }
     }
 }
 
 /// The API server's own explanation (a `Status` object's message), or the body as is.
-async fn api_message(response: reqwest::Response) -> String {
-    let body = response.text().await.unwrap_or_default();
+fn api_message(mut answer: Answer) -> String {
+    let body = answer.body_mut().read_to_string().unwrap_or_default();
     serde_json::from_str::<Value>(&body)
         .ok()
         .and_then(|status| status["message"].as_str().map(str::to_owned))
@@ -219,14 +227,14 @@ fn random_data(keys: &[String]) -> Value {
 }
 
 /// Makes sure the Secret exists with every key of `cli.keys`, writing only absent keys.
-pub async fn ensure(cli: &Cli) -> Result<Outcome> {
+pub fn ensure(cli: &Cli) -> Result<Outcome> {
     let api = SecretApi::from_service_account(cli)?;
     let wanted: BTreeSet<&String> = cli.keys.iter().collect();
     for _ in 0..ATTEMPTS {
-        match api.get().await? {
+        match api.get()? {
             None => {
                 let keys: Vec<String> = wanted.iter().map(|k| k.to_string()).collect();
-                if api.create(&cli.secret, &random_data(&keys)).await? {
+                if api.create(&cli.secret, &random_data(&keys))? {
                     return Ok(Outcome::Created { keys });
                 }
             }
@@ -243,10 +251,7 @@ pub async fn ensure(cli: &Cli) -> Result<Outcome> {
                 let resource_version = existing["metadata"]["resourceVersion"]
                     .as_str()
                     .context("the secret has no metadata.resourceVersion")?;
-                if api
-                    .add_keys(resource_version, &random_data(&missing))
-                    .await?
-                {
+                if api.add_keys(resource_version, &random_data(&missing))? {
                     return Ok(Outcome::KeysAdded { keys: missing });
                 }
             }
