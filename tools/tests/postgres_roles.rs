@@ -1,6 +1,6 @@
 //! The manifest's Postgres set-up, run for real: the initdb script of the ConfigMap
-//! `postgres-initdb` against a private PostgreSQL that checks passwords, with random role
-//! passwords; then every Deployment's own DATABASE_URL (its role, its `$(DB_PASSWORD)` from the
+//! `postgres-initdb` against a private PostgreSQL that checks passwords, with the env the
+//! manifest gives the Postgres container (random values for its secret keys); then every Deployment's own DATABASE_URL (its role, its `$(DB_PASSWORD)` from the
 //! secret key it references) runs its service's migrations as that role, and cannot open another
 //! service's database nor log in with a wrong password.
 
@@ -95,16 +95,24 @@ async fn each_service_owns_its_database_as_its_own_role() {
         .and_then(|(_, script)| script.as_str())
         .expect("an initdb .sh script")
         .to_owned();
-    let passwords: BTreeMap<String, String> = [
-        "AUTH_DB_PASSWORD",
-        "BILLING_DB_PASSWORD",
-        "ORDERS_DB_PASSWORD",
-        "ITEMS_DB_PASSWORD",
-        "SLOTS_DB_PASSWORD",
-    ]
-    .into_iter()
-    .map(|key| (key.to_owned(), random_hex()))
-    .collect();
+    // What the Job would create (a random value per secret key), and the Postgres container's
+    // env as the manifest gives it: the script sees exactly the variables it would see there.
+    let postgres_env = named(&documents, "StatefulSet", "postgres")["spec"]["template"]["spec"]
+        ["containers"][0]["env"]
+        .as_sequence()
+        .expect("the Postgres container's env")
+        .clone();
+    let mut passwords: BTreeMap<String, String> = BTreeMap::new();
+    let mut container_env: BTreeMap<String, String> = BTreeMap::new();
+    for var in &postgres_env {
+        let name = var["name"].as_str().expect("a name").to_owned();
+        if let Some(key) = var["valueFrom"]["secretKeyRef"]["key"].as_str() {
+            let value = passwords.entry(key.to_owned()).or_insert_with(random_hex);
+            container_env.insert(name, value.clone());
+        } else if let Some(value) = var["value"].as_str() {
+            container_env.insert(name, value.to_owned());
+        }
+    }
     let script = dir.join("initdb.sh");
     std::fs::write(&script, initdb).unwrap();
     let path = format!(
@@ -117,8 +125,7 @@ async fn each_service_owns_its_database_as_its_own_role() {
         .env("PATH", path)
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", &port)
-        .env("POSTGRES_USER", "postgres")
-        .envs(&passwords)
+        .envs(&container_env)
         .output()
         .await
         .unwrap();
