@@ -1,5 +1,6 @@
-# One image, six binaries: auth, billing, order, mediator, items, slots.
-# Each Kubernetes Deployment picks its binary with `command: ["/usr/local/bin/<name>"]`.
+# One image, seven binaries: the services auth, billing, order, mediator, items, slots, and
+# ensure-secrets (the install Job that creates the shop's Secret if it is absent).
+# Each Kubernetes workload picks its binary with `command: ["/usr/local/bin/<name>"]`.
 #
 # Build (BuildKit is needed for the cache mounts; it is the default builder since Docker 23):
 #   docker build --provenance=false -t saga-shop:latest .    (README, kind: why the flag)
@@ -27,10 +28,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
     cargo build --release --locked --bins \
-        -p auth -p billing -p order -p mediator -p items -p slots \
+        -p auth -p billing -p order -p mediator -p items -p slots -p ensure-secrets \
     && mkdir -p /out \
     && cp target/release/auth target/release/billing target/release/order \
-          target/release/mediator target/release/items target/release/slots /out/
+          target/release/mediator target/release/items target/release/slots \
+          target/release/ensure-secrets /out/
 
 ########################################################################
 # Runtime

@@ -2,6 +2,7 @@
 # Lint the deployment files, offline once the linters are installed:
 #   * kubernetes-validate --strict deploy-services.yml (schemas bundled in the package)
 #   * deploy/kind-cluster.yaml keeps what the README's kind install relies on
+#   * no Secret in deploy-services.yml (the install Job creates shop-secrets)
 #   * hadolint Dockerfile (no warning of any severity)
 # (The Ingress routes are checked where the local gateway is rendered from them: tools/src/gateway.rs.)
 # The linters live in .state/venv, installed from deploy/requirements-lint.txt (PyPI).
@@ -66,6 +67,13 @@ for e in errors:
     print(f"{path}: {e}", file=sys.stderr)
 sys.exit(1 if errors else 0)
 PY
+echo "ok"
+
+echo "== no kind: Secret in deploy-services.yml"
+if grep -nE '^kind:[[:space:]]*"?Secret"?[[:space:]]*$' deploy-services.yml; then
+    echo "lint-deploy: deploy-services.yml must hold no Secret (the Job shop-secrets-init creates it)" >&2
+    exit 1
+fi
 echo "ok"
 
 echo "== hadolint Dockerfile"

@@ -1,52 +1,29 @@
-//! auth's configuration, from the environment.
+//! auth's configuration, from the environment (`auth --help` lists it).
 
 use crate::password::PasswordConfig;
-use anyhow::Result;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
+use clap::Parser;
+use shop_common::config::{self, DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig};
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
+#[command(name = "auth", about = "saga shop: sign-up and tokens")]
 pub struct Config {
+    #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
     pub database: DatabaseConfig,
-    pub jwt_secret: Secret,
-    pub internal_token: Secret,
+    #[command(flatten)]
+    pub jwt_secret: JwtSecretConfig,
+    /// auth calls billing's /internal/accounts at sign-up.
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
+    /// e.g. http://billing:8080
+    #[arg(long, env)]
     pub billing_url: String,
+    #[arg(long = "access-token-ttl-secs", env = "ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = config::secs)]
     pub access_ttl: Duration,
+    #[arg(long = "refresh-token-ttl-secs", env = "REFRESH_TOKEN_TTL_SECS", default_value = "604800", value_parser = config::secs)]
     pub refresh_ttl: Duration,
+    #[command(flatten)]
     pub passwords: PasswordConfig,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            http: HttpConfig::from_env()?,
-            database: DatabaseConfig::from_env()?,
-            jwt_secret: config::jwt_secret_from_env()?,
-            internal_token: config::internal_token_from_env()?,
-            billing_url: config::required("BILLING_URL")?,
-            access_ttl: Duration::from_secs(config::parse_or("ACCESS_TOKEN_TTL_SECS", 900)?),
-            refresh_ttl: Duration::from_secs(config::parse_or(
-                "REFRESH_TOKEN_TTL_SECS",
-                7 * 24 * 3600,
-            )?),
-            passwords: {
-                let default = PasswordConfig::default();
-                PasswordConfig {
-                    memory_budget_mib: config::parse_or(
-                        "PASSWORD_HASH_MEMORY_MIB",
-                        default.memory_budget_mib,
-                    )?,
-                    max_waiting: config::parse_or(
-                        "PASSWORD_HASH_MAX_WAITING",
-                        default.max_waiting,
-                    )?,
-                    max_wait: config::duration_ms_or(
-                        "PASSWORD_HASH_MAX_WAIT_MS",
-                        default.max_wait,
-                    )?,
-                }
-            },
-        })
-    }
 }

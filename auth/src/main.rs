@@ -4,7 +4,7 @@
 async fn main() -> anyhow::Result<()> {
     big_allocations_in_their_own_mappings();
     shop_common::telemetry::init();
-    let config = auth::Config::from_env()?;
+    let config: auth::Config = shop_common::config::parse();
     let listener = shop_common::http::bind(&config.http).await?;
     auth::run(listener, config, shop_common::shutdown::signal()).await
 }

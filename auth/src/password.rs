@@ -38,23 +38,31 @@ pub const HASH_MIB: usize = (PARAMS.0 as usize).div_ceil(1024);
 const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FnYS1zaG9wLWR1bW15IQ$\
                      dW5rbm93bi11c2VyLW5ldmVyLW1hdGNoZXMteHh4eHg";
 
+const DEFAULT_MEMORY_BUDGET_MIB: usize = 64;
+const DEFAULT_MAX_WAITING: usize = 32;
+const DEFAULT_MAX_WAIT_MS: &str = "1000";
+
 /// How much hashing may run and wait; `PASSWORD_HASH_*` in the environment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct PasswordConfig {
-    /// Memory all concurrent hashes together may use.
+    /// Memory all concurrent hashes together may use (MiB).
+    #[arg(long = "password-hash-memory-mib", env = "PASSWORD_HASH_MEMORY_MIB", default_value_t = DEFAULT_MEMORY_BUDGET_MIB)]
     pub memory_budget_mib: usize,
     /// Requests that may wait for a permit; beyond, the next is refused at once.
+    #[arg(long = "password-hash-max-waiting", env = "PASSWORD_HASH_MAX_WAITING", default_value_t = DEFAULT_MAX_WAITING)]
     pub max_waiting: usize,
-    /// How long a request waits for a permit before it is refused.
+    /// How long a request waits for a permit before it is refused (ms).
+    #[arg(long = "password-hash-max-wait-ms", env = "PASSWORD_HASH_MAX_WAIT_MS", default_value = DEFAULT_MAX_WAIT_MS, value_parser = shop_common::config::millis)]
     pub max_wait: Duration,
 }
 
 impl Default for PasswordConfig {
+    /// The declared defaults, without reading the environment (what tests use).
     fn default() -> Self {
         Self {
-            memory_budget_mib: 64,
-            max_waiting: 32,
-            max_wait: Duration::from_millis(1000),
+            memory_budget_mib: DEFAULT_MEMORY_BUDGET_MIB,
+            max_waiting: DEFAULT_MAX_WAITING,
+            max_wait: shop_common::config::millis(DEFAULT_MAX_WAIT_MS).expect("a number of ms"),
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
         jwt: JwtKeys::new(&config.jwt_secret),
         billing: InternalClient::new(
             &config.billing_url,
-            config.internal_token.clone(),
+            config.internal_token.secret.clone(),
             Duration::from_secs(5),
         )?,
         passwords: Passwords::new(&config.passwords),

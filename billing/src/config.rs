@@ -1,34 +1,26 @@
-//! billing's configuration, from the environment.
+//! billing's configuration, from the environment (`billing --help` lists it).
 
-use anyhow::Result;
+use clap::Parser;
 use shop_common::{
-    config::{self, DatabaseConfig, HttpConfig, Secret},
+    config::{DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig},
     domain::Money,
 };
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "billing",
+    about = "saga shop: wallets (public) and charges (saga participant)"
+)]
 pub struct Config {
+    #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
     pub database: DatabaseConfig,
-    pub jwt_secret: Secret,
-    pub internal_token: Secret,
+    #[command(flatten)]
+    pub jwt_secret: JwtSecretConfig,
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
     /// What a new account's wallet starts with.
+    #[arg(long, env, default_value = "100.00", value_parser = Money::parse_positive)]
     pub initial_wallet: Money,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self> {
-        let initial_wallet = match config::optional("INITIAL_WALLET") {
-            None => Money::from_minor(10_000),
-            Some(raw) => Money::parse_positive(&raw)
-                .map_err(|e| anyhow::anyhow!("INITIAL_WALLET={raw:?} {e}"))?,
-        };
-        Ok(Self {
-            http: HttpConfig::from_env()?,
-            database: DatabaseConfig::from_env()?,
-            jwt_secret: config::jwt_secret_from_env()?,
-            internal_token: config::internal_token_from_env()?,
-            initial_wallet,
-        })
-    }
 }

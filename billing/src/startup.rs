@@ -32,7 +32,7 @@ pub struct AppState {
 }
 
 pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let token = InternalToken(config.internal_token.clone());
+    let token = InternalToken(config.internal_token.secret.clone());
     let state = AppState {
         pool: pool.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),

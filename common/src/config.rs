@@ -1,8 +1,18 @@
-//! Configuration from environment variables (12-factor). Secrets are wrapped in [`Secret`] so that a
-//! `{:?}` of any config struct can be logged without leaking them.
+//! Configuration from environment variables (12-factor), declared once as `clap` derive structs
+//! with `env`: the parsing, the defaults, `--help` and the manifest check (tools/tests/manifest.rs)
+//! all come from the same declarations. Secrets are wrapped in [`Secret`] so that a `{:?}` of any
+//! config struct can be logged without leaking them, and are checked for strength at start-up
+//! ([`SecretParser`]).
 
-use anyhow::{Context, Result, bail};
-use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+use clap::{
+    Arg, Args, Command, Parser,
+    builder::TypedValueParser,
+    error::{Error as ClapError, ErrorKind},
+};
+use std::{
+    collections::BTreeSet, convert::Infallible, ffi::OsStr, fmt, net::SocketAddr, ops::Deref,
+    str::FromStr, time::Duration,
+};
 
 /// A value that must never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
@@ -24,59 +34,144 @@ impl fmt::Debug for Secret {
     }
 }
 
-pub fn required(name: &str) -> Result<String> {
-    std::env::var(name).with_context(|| format!("environment variable {name} is required"))
-}
+impl FromStr for Secret {
+    type Err = Infallible;
 
-pub fn optional(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// Parses `name` if set, else returns `default`.
-pub fn parse_or<T>(name: &str, default: T) -> Result<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    match optional(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .parse()
-            .map_err(|e| anyhow::anyhow!("environment variable {name}={raw:?} is invalid: {e}")),
+    fn from_str(s: &str) -> Result<Self, Infallible> {
+        Ok(Self::new(s))
     }
 }
 
-pub fn duration_ms_or(name: &str, default: Duration) -> Result<Duration> {
-    let ms = parse_or(name, default.as_millis() as u64)?;
-    Ok(Duration::from_millis(ms))
+/// Parses a service's configuration from the environment (and flags, for `--help`). Every value
+/// is shown under its variable's name, so a "required argument not provided" names the variable
+/// to set; clap's own errors exit with status 2, after printing usage.
+pub fn parse<C: Parser>() -> C {
+    let command = C::command().mut_args(|arg| match arg.get_env() {
+        Some(env) => {
+            let name = env.to_string_lossy().into_owned();
+            arg.value_name(name)
+        }
+        None => arg,
+    });
+    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
-/// A required secret of at least `min_len` bytes; the service refuses to start without it.
-pub fn secret(name: &str, min_len: usize) -> Result<Secret> {
-    let value = required(name)?;
+/// `<ms>` as a [`Duration`]: every `*_MS` variable.
+pub fn millis(raw: &str) -> Result<Duration, std::num::ParseIntError> {
+    raw.parse().map(Duration::from_millis)
+}
+
+/// `<s>` as a [`Duration`]: every `*_SECS` variable.
+pub fn secs(raw: &str) -> Result<Duration, std::num::ParseIntError> {
+    raw.parse().map(Duration::from_secs)
+}
+
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+pub const INTERNAL_TOKEN_MIN_BYTES: usize = 16;
+/// Below this many distinct bytes a value is a pattern ("aaaa…", "0101…"), not a random key: 32
+/// random hex digits have 16 distinct bytes with near certainty, 8 is far below any random value.
+pub const SECRET_MIN_DISTINCT_BYTES: usize = 8;
+/// What marks the placeholders this project ever documented (the old manifest's Secret held
+/// `change-me-…` values; the install now generates random ones).
+pub const PLACEHOLDER_MARK: &str = "change-me";
+
+/// Why a secret's value is refused; never carries the value itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeakSecret {
+    TooShort { min_len: usize },
+    Placeholder,
+    TooFewDistinctBytes { distinct: usize },
+}
+
+impl fmt::Display for WeakSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { min_len } => write!(f, "must be at least {min_len} bytes long"),
+            Self::Placeholder => write!(
+                f,
+                "is a placeholder (contains {PLACEHOLDER_MARK:?}); set a random value, e.g. `openssl rand -hex 32`"
+            ),
+            Self::TooFewDistinctBytes { distinct } => write!(
+                f,
+                "has only {distinct} distinct bytes (at least {SECRET_MIN_DISTINCT_BYTES} needed); set a random value"
+            ),
+        }
+    }
+}
+
+/// Refuses a value too short, a documented placeholder, or a pattern too regular to be random.
+pub fn check_secret_strength(value: &str, min_len: usize) -> Result<(), WeakSecret> {
     if value.len() < min_len {
-        bail!("environment variable {name} must be at least {min_len} bytes long");
+        return Err(WeakSecret::TooShort { min_len });
     }
-    Ok(Secret(value))
+    if value.to_ascii_lowercase().contains(PLACEHOLDER_MARK) {
+        return Err(WeakSecret::Placeholder);
+    }
+    let distinct = value.bytes().collect::<BTreeSet<u8>>().len();
+    if distinct < SECRET_MIN_DISTINCT_BYTES {
+        return Err(WeakSecret::TooFewDistinctBytes { distinct });
+    }
+    Ok(())
+}
+
+/// The clap value parser of every secret: a weak value stops start-up with a message naming the
+/// variable (taken from the argument's own `env`), never the value — clap's own "invalid value"
+/// error would print it.
+#[derive(Clone, Copy, Debug)]
+pub struct SecretParser {
+    pub min_len: usize,
+}
+
+impl SecretParser {
+    pub const fn min_len(min_len: usize) -> Self {
+        Self { min_len }
+    }
+}
+
+impl TypedValueParser for SecretParser {
+    type Value = Secret;
+
+    fn parse_ref(
+        &self,
+        cmd: &Command,
+        arg: Option<&Arg>,
+        value: &OsStr,
+    ) -> Result<Secret, ClapError> {
+        let name = arg
+            .and_then(|a| a.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .or_else(|| arg.map(|a| a.get_id().to_string()))
+            .unwrap_or_else(|| "a secret".to_owned());
+        let refuse = |why: &dyn fmt::Display| {
+            ClapError::raw(
+                ErrorKind::ValueValidation,
+                format!("environment variable {name} {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let value = value
+            .to_str()
+            .ok_or_else(|| refuse(&"is not valid UTF-8"))?;
+        check_secret_strength(value, self.min_len).map_err(|weak| refuse(&weak))?;
+        Ok(Secret::new(value))
+    }
 }
 
 /// What every HTTP server of the shop is configured with.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct HttpConfig {
+    /// Bind address.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
+    /// Per-request timeout, ms.
+    #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
     pub request_timeout: Duration,
+    /// Request body limit.
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
 }
 
 impl HttpConfig {
-    pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            listen_addr: parse_or("LISTEN_ADDR", SocketAddr::from(([0, 0, 0, 0], 8080)))?,
-            request_timeout: duration_ms_or("REQUEST_TIMEOUT_MS", Duration::from_secs(10))?,
-            body_limit_bytes: parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
-        })
-    }
-
     /// Loopback on a random port: what tests use.
     pub fn for_tests() -> Self {
         Self {
@@ -87,40 +182,66 @@ impl HttpConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
+    /// The service's own database.
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub url: Secret,
+    /// Pool size.
+    #[arg(
+        long = "db-max-connections",
+        env = "DB_MAX_CONNECTIONS",
+        default_value_t = 16
+    )]
     pub max_connections: u32,
-    /// How long start-up waits for the database to accept a connection before giving up
-    /// (`DB_STARTUP_WAIT_SECS`). The default stays under the Kubernetes startup probe's budget
-    /// (periodSeconds × failureThreshold), so the process reports why it gives up before the
-    /// kubelet kills it.
+    /// How long start-up waits for the database to accept a connection before giving up. The
+    /// default stays under the Kubernetes startup probe's budget (periodSeconds ×
+    /// failureThreshold), so the process reports why it gives up before the kubelet kills it.
+    #[arg(
+        long = "db-startup-wait-secs",
+        env = "DB_STARTUP_WAIT_SECS",
+        default_value = "45",
+        value_parser = secs
+    )]
     pub startup_wait: Duration,
 }
 
-impl DatabaseConfig {
-    pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            url: Secret(required("DATABASE_URL")?),
-            max_connections: parse_or("DB_MAX_CONNECTIONS", 16)?,
-            startup_wait: Duration::from_secs(parse_or("DB_STARTUP_WAIT_SECS", 45)?),
-        })
+/// The HS256 key of the access and refresh tokens: in every service that issues or verifies them.
+#[derive(Debug, Clone, Args)]
+pub struct JwtSecretConfig {
+    /// HS256 key of the access and refresh tokens (random, >= 32 bytes).
+    #[arg(id = "jwt_secret", long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true, value_parser = SecretParser::min_len(JWT_SECRET_MIN_BYTES))]
+    pub secret: Secret,
+}
+
+/// The shared secret of `/internal/` calls (header `X-Internal-Token`): in their callers and
+/// their participants.
+#[derive(Debug, Clone, Args)]
+pub struct InternalTokenConfig {
+    /// Shared secret of /internal/ calls (random, >= 16 bytes).
+    #[arg(id = "internal_token", long = "internal-token", env = "INTERNAL_TOKEN", hide_env_values = true, value_parser = SecretParser::min_len(INTERNAL_TOKEN_MIN_BYTES))]
+    pub secret: Secret,
+}
+
+impl Deref for JwtSecretConfig {
+    type Target = Secret;
+
+    fn deref(&self) -> &Secret {
+        &self.secret
     }
 }
 
-pub const JWT_SECRET_MIN_BYTES: usize = 32;
-pub const INTERNAL_TOKEN_MIN_BYTES: usize = 16;
+impl Deref for InternalTokenConfig {
+    type Target = Secret;
 
-pub fn jwt_secret_from_env() -> Result<Secret> {
-    secret("JWT_SECRET", JWT_SECRET_MIN_BYTES)
-}
-
-pub fn internal_token_from_env() -> Result<Secret> {
-    secret("INTERNAL_TOKEN", INTERNAL_TOKEN_MIN_BYTES)
-}
-
-pub fn redis_url_from_env() -> Result<Secret> {
-    Ok(Secret(required("REDIS_URL")?))
+    fn deref(&self) -> &Secret {
+        &self.secret
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +253,84 @@ mod tests {
         let s = Secret::new("hunter2-hunter2-hunter2");
         assert_eq!(format!("{s:?}"), "Secret(***)");
         assert_eq!(s.expose(), "hunter2-hunter2-hunter2");
+    }
+
+    #[test]
+    fn a_random_hex_secret_is_accepted() {
+        assert_eq!(
+            check_secret_strength("3f9a0c1e7b2d4f6a8c0e1b3d5f7a9c2e", 32),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        assert_eq!(
+            check_secret_strength("3f9a0c1e7b2d4f6a", 32),
+            Err(WeakSecret::TooShort { min_len: 32 })
+        );
+    }
+
+    #[test]
+    fn a_placeholder_is_refused_whatever_its_case() {
+        for placeholder in [
+            "change-me-jwt-secret-this-placeholder-is-64-bytes-long-0123456789",
+            "change-me-internal-token-placeholder-0123456789",
+            "CHANGE-ME-please-0123456789abcdefghijklmnop",
+            "x7Q-Change-Me-0123456789abcdefghijklmnop",
+        ] {
+            assert_eq!(
+                check_secret_strength(placeholder, 16),
+                Err(WeakSecret::Placeholder),
+                "{placeholder}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pattern_with_few_distinct_bytes_is_refused() {
+        assert_eq!(
+            check_secret_strength(&"a".repeat(64), 32),
+            Err(WeakSecret::TooFewDistinctBytes { distinct: 1 })
+        );
+        assert_eq!(
+            check_secret_strength(&"01".repeat(32), 32),
+            Err(WeakSecret::TooFewDistinctBytes { distinct: 2 })
+        );
+        assert_eq!(
+            check_secret_strength(&"abcdefg".repeat(8), 32),
+            Err(WeakSecret::TooFewDistinctBytes { distinct: 7 })
+        );
+        assert_eq!(check_secret_strength(&"abcdefgh".repeat(8), 32), Ok(()));
+    }
+
+    #[derive(Debug, Parser)]
+    struct WithSecrets {
+        #[command(flatten)]
+        jwt: JwtSecretConfig,
+        #[command(flatten)]
+        internal: InternalTokenConfig,
+    }
+
+    /// The parser's refusal names the variable and keeps the value out of the message; the
+    /// variable's name comes from the argument itself, so it cannot drift from the declaration.
+    #[test]
+    fn the_refusal_names_the_variable_and_not_the_value() {
+        let placeholder = "change-me-jwt-secret-this-placeholder-is-64-bytes-long-0123456789";
+        let refused = WithSecrets::try_parse_from([
+            "svc",
+            "--jwt-secret",
+            placeholder,
+            "--internal-token",
+            "3f9a0c1e7b2d4f6a8c0e1b3d5f7a9c2e",
+        ])
+        .unwrap_err();
+        let said = refused.to_string();
+        assert_eq!(refused.kind(), ErrorKind::ValueValidation);
+        assert!(
+            said.contains("environment variable JWT_SECRET is a placeholder"),
+            "{said}"
+        );
+        assert!(!said.contains(placeholder), "{said}");
     }
 }

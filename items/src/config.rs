@@ -1,28 +1,21 @@
-//! items' configuration, from the environment.
+//! items' configuration, from the environment (`items --help` lists it).
 
-use anyhow::Result;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
+use clap::Parser;
+use shop_common::config::{DatabaseConfig, HttpConfig, InternalTokenConfig};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "items",
+    about = "saga shop: the catalog (public) and reservations (saga participant)"
+)]
 pub struct Config {
+    #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
     pub database: DatabaseConfig,
-    pub internal_token: Secret,
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
     /// The stock each catalog item starts with (applied only when the item is first seeded).
+    #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
     pub item_stock: i64,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self> {
-        let item_stock: i64 = config::parse_or("ITEM_STOCK", 1000)?;
-        if item_stock < 0 {
-            anyhow::bail!("ITEM_STOCK={item_stock} must not be negative");
-        }
-        Ok(Self {
-            http: HttpConfig::from_env()?,
-            database: DatabaseConfig::from_env()?,
-            internal_token: config::internal_token_from_env()?,
-            item_stock,
-        })
-    }
 }

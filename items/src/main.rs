@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shop_common::telemetry::init();
-    let config = items::Config::from_env()?;
+    let config: items::Config = shop_common::config::parse();
     let listener = shop_common::http::bind(&config.http).await?;
     items::run(listener, config, shop_common::shutdown::signal()).await
 }

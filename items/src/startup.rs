@@ -29,7 +29,7 @@ pub struct AppState {
 }
 
 pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let token = InternalToken(config.internal_token.clone());
+    let token = InternalToken(config.internal_token.secret.clone());
     let api = routes::public()
         .with_state(AppState { pool: pool.clone() })
         .merge(ledger::router(

@@ -1,100 +1,92 @@
-//! mediator's configuration, from the environment.
+//! mediator's configuration, from the environment (`mediator --help` lists it).
 
 use crate::saga::Participant;
-use anyhow::{Context, Result, bail};
-use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
+use clap::Parser;
+use shop_common::config::{self, DatabaseConfig, HttpConfig, InternalTokenConfig, Secret};
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mediator",
+    about = "saga shop: the saga orchestrator (consumes the orders stream)"
+)]
 pub struct Config {
+    #[command(flatten)]
     pub http: HttpConfig,
     /// The `orders` database, shared with the order API.
+    #[command(flatten)]
     pub database: DatabaseConfig,
+    /// The Redis of the saga stream, e.g. redis://127.0.0.1:56379
+    #[arg(long, env, hide_env_values = true)]
     pub redis_url: Secret,
-    pub internal_token: Secret,
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
+    #[command(flatten)]
     pub stream: StreamConfig,
+    #[command(flatten)]
     pub participants: ParticipantsConfig,
 }
 
 /// How this process consumes the orders stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct StreamConfig {
+    #[arg(long, env, default_value = "orders")]
     pub orders_stream: String,
+    #[arg(long, env, default_value = "orders.dead")]
     pub dead_letter_stream: String,
+    #[arg(
+        long = "consumer-group",
+        env = "CONSUMER_GROUP",
+        default_value = "mediator"
+    )]
     pub group: String,
-    /// Stable per pod, so that a restarted process finds its own pending entries.
+    /// Stable per pod, so that a restarted process finds its own pending entries (default:
+    /// hostname-pid).
+    #[arg(long = "consumer-name", env = "CONSUMER_NAME", default_value_t = default_consumer_name())]
     pub consumer: String,
     /// Sagas in flight at once in this process.
+    #[arg(long = "mediator-concurrency", env = "MEDIATOR_CONCURRENCY", default_value_t = 64, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |n| n as usize))]
     pub concurrency: usize,
-    /// Entries idle this long in another consumer's pending list are taken over. Must exceed the
-    /// slowest legitimate saga (in-flight entries are kept fresh by a heartbeat, too).
+    /// Entries idle this long (ms) in another consumer's pending list are taken over. Must exceed
+    /// the slowest legitimate saga (in-flight entries are kept fresh by a heartbeat, too).
+    #[arg(long = "claim-min-idle-ms", env = "CLAIM_MIN_IDLE_MS", default_value = "60000", value_parser = config::millis)]
     pub claim_min_idle: Duration,
     /// An entry delivered more often than this is dead-lettered instead of processed again.
+    #[arg(long, env, default_value_t = 10)]
     pub max_deliveries: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ParticipantsConfig {
+    /// e.g. http://billing:8080
+    #[arg(long, env)]
     pub billing_url: String,
+    /// e.g. http://items:8080
+    #[arg(long, env)]
     pub items_url: String,
+    /// e.g. http://slots:8080
+    #[arg(long, env)]
     pub slots_url: String,
-    /// How long one forward step may keep retrying transient failures before its outcome is
-    /// declared unknown and the saga aborts.
+    /// How long (ms) one forward step may keep retrying transient failures before its outcome
+    /// is declared unknown and the saga aborts.
+    #[arg(long = "step-deadline-ms", env = "STEP_DEADLINE_MS", default_value = "10000", value_parser = config::millis)]
     pub step_deadline: Duration,
-    /// TEST ONLY (`MEDIATOR_BROKEN_COMPENSATION=items|slots|billing`): the compensations of this
-    /// participant are recorded as done without being sent, so that the audit and `make chaos`
-    /// can be shown to catch a broken compensation. Never set in a deployment.
+    /// TEST ONLY (`items|slots|billing`): the compensations of this participant are recorded as
+    /// done without being sent, so that the audit and `make chaos` can be shown to catch a broken
+    /// compensation. Never set in a deployment.
+    #[arg(long = "mediator-broken-compensation", env = "MEDIATOR_BROKEN_COMPENSATION", value_parser = broken_compensation)]
     pub broken_compensation: Option<Participant>,
 }
 
-impl Config {
-    pub fn from_env() -> Result<Self> {
-        let concurrency: usize = config::parse_or("MEDIATOR_CONCURRENCY", 64)?;
-        if concurrency == 0 {
-            bail!("MEDIATOR_CONCURRENCY must be at least 1");
-        }
-        Ok(Self {
-            http: HttpConfig::from_env()?,
-            database: DatabaseConfig::from_env()?,
-            redis_url: config::redis_url_from_env()?,
-            internal_token: config::internal_token_from_env()?,
-            stream: StreamConfig {
-                orders_stream: config::parse_or("ORDERS_STREAM", "orders".to_string())?,
-                dead_letter_stream: config::parse_or(
-                    "DEAD_LETTER_STREAM",
-                    "orders.dead".to_string(),
-                )?,
-                group: config::parse_or("CONSUMER_GROUP", "mediator".to_string())?,
-                consumer: match config::optional("CONSUMER_NAME") {
-                    Some(name) => name,
-                    None => default_consumer_name(),
-                },
-                concurrency,
-                claim_min_idle: config::duration_ms_or(
-                    "CLAIM_MIN_IDLE_MS",
-                    Duration::from_secs(60),
-                )?,
-                max_deliveries: config::parse_or("MAX_DELIVERIES", 10)?,
-            },
-            participants: ParticipantsConfig {
-                billing_url: config::required("BILLING_URL")?,
-                items_url: config::required("ITEMS_URL")?,
-                slots_url: config::required("SLOTS_URL")?,
-                step_deadline: config::duration_ms_or("STEP_DEADLINE_MS", Duration::from_secs(10))?,
-                broken_compensation: match config::optional("MEDIATOR_BROKEN_COMPENSATION") {
-                    None => None,
-                    Some(name) => Some(Participant::from_name(&name).with_context(|| {
-                        format!("MEDIATOR_BROKEN_COMPENSATION={name}: not items, slots or billing")
-                    })?),
-                },
-            },
-        })
-    }
+fn broken_compensation(name: &str) -> Result<Participant, String> {
+    Participant::from_name(name).ok_or_else(|| format!("{name}: not items, slots or billing"))
 }
 
 /// `hostname-pid`: in a pod the hostname is the pod name and a restarted container keeps it.
 fn default_consumer_name() -> String {
-    let host = config::optional("HOSTNAME")
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
         .or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()

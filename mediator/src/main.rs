@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shop_common::telemetry::init();
-    let config = mediator::Config::from_env()?;
+    let config: mediator::Config = shop_common::config::parse();
     let listener = shop_common::http::bind(&config.http).await?;
     mediator::run(listener, config, shop_common::shutdown::signal()).await
 }

@@ -1,37 +1,32 @@
-//! order's configuration, from the environment.
+//! order's configuration, from the environment (`order --help` lists it).
 
-use anyhow::Result;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
+use clap::Parser;
+use shop_common::config::{self, DatabaseConfig, HttpConfig, JwtSecretConfig, Secret};
 use std::time::Duration;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "order",
+    about = "saga shop: the order API (stores orders, publishes them to the saga stream)"
+)]
 pub struct Config {
+    #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
     pub database: DatabaseConfig,
-    pub jwt_secret: Secret,
+    #[command(flatten)]
+    pub jwt_secret: JwtSecretConfig,
+    /// The Redis of the saga stream, e.g. redis://127.0.0.1:56379
+    #[arg(long, env, hide_env_values = true)]
     pub redis_url: Secret,
-    /// The stream new orders are published on (`ORDERS_STREAM`).
+    /// The stream new orders are published on.
+    #[arg(long, env, default_value = "orders")]
     pub orders_stream: String,
-    /// How long an order may stay unpublished before the sweep publishes it again.
+    /// How long an order may stay unpublished before the sweep publishes it again (s).
+    #[arg(long = "republish-after-secs", env = "REPUBLISH_AFTER_SECS", default_value = "5", value_parser = config::secs)]
     pub republish_after: Duration,
-    /// How long after publication an order still not final is published again. Far above the
+    /// How long after publication an order still not final is published again (s). Far above the
     /// slowest saga; only a lost stream entry should ever reach it.
+    #[arg(long = "republish-stale-after-secs", env = "REPUBLISH_STALE_AFTER_SECS", default_value = "300", value_parser = config::secs)]
     pub republish_stale_after: Duration,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self> {
-        Ok(Self {
-            http: HttpConfig::from_env()?,
-            database: DatabaseConfig::from_env()?,
-            jwt_secret: config::jwt_secret_from_env()?,
-            redis_url: config::redis_url_from_env()?,
-            orders_stream: config::parse_or("ORDERS_STREAM", "orders".to_string())?,
-            republish_after: Duration::from_secs(config::parse_or("REPUBLISH_AFTER_SECS", 5)?),
-            republish_stale_after: Duration::from_secs(config::parse_or(
-                "REPUBLISH_STALE_AFTER_SECS",
-                300,
-            )?),
-        })
-    }
 }

@@ -1,28 +1,21 @@
-//! slots' configuration, from the environment.
+//! slots' configuration, from the environment (`slots --help` lists it).
 
-use anyhow::Result;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, Secret};
+use clap::Parser;
+use shop_common::config::{DatabaseConfig, HttpConfig, InternalTokenConfig};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "slots",
+    about = "saga shop: delivery slots (public) and bookings (saga participant)"
+)]
 pub struct Config {
+    #[command(flatten)]
     pub http: HttpConfig,
+    #[command(flatten)]
     pub database: DatabaseConfig,
-    pub internal_token: Secret,
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
     /// Couriers per slot (applied only when the slot is first seeded).
+    #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
     pub slot_capacity: i64,
-}
-
-impl Config {
-    pub fn from_env() -> Result<Self> {
-        let slot_capacity: i64 = config::parse_or("SLOT_CAPACITY", 1000)?;
-        if slot_capacity < 0 {
-            anyhow::bail!("SLOT_CAPACITY={slot_capacity} must not be negative");
-        }
-        Ok(Self {
-            http: HttpConfig::from_env()?,
-            database: DatabaseConfig::from_env()?,
-            internal_token: config::internal_token_from_env()?,
-            slot_capacity,
-        })
-    }
 }

@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shop_common::telemetry::init();
-    let config = slots::Config::from_env()?;
+    let config: slots::Config = shop_common::config::parse();
     let listener = shop_common::http::bind(&config.http).await?;
     slots::run(listener, config, shop_common::shutdown::signal()).await
 }

@@ -1,7 +1,8 @@
 //! Tools that drive the whole saga shop from the outside, as a client would: the real-process
 //! [`stack`] harness (end-to-end tests, `chaos`), the shared HTTP [`client`], the order
 //! [`workload`] (mixes, expected outcomes), and the [`audit`] that checks, straight in the
-//! databases, that no money, stock or courier was created or lost.
+//! databases, that no money, stock or courier was created or lost; and the [`manifest`] check
+//! of deploy-services.yml against the binaries' own configuration.
 //!
 //! Binaries: `loadgen` (throughput and latency against a running stack), `chaos` (kill -9 the
 //! services under load, then audit) and `gateway-config` (the local nginx gateway's config,
@@ -12,6 +13,7 @@ pub mod campaign;
 pub mod client;
 pub mod duration;
 pub mod gateway;
+pub mod manifest;
 pub mod nemesis;
 pub mod proxy;
 pub mod stack;

@@ -7,7 +7,7 @@
 pub mod ledger;
 pub mod outage;
 
-use crate::config::{DatabaseConfig, HttpConfig, Secret};
+use crate::config::{DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, Secret};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, migrate::Migrator};
 use std::{fmt::Debug, future::Future};
@@ -17,12 +17,17 @@ use uuid::Uuid;
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789";
 
-pub fn jwt_secret() -> Secret {
-    Secret::new(JWT_SECRET)
+/// Strong enough for start-up's checks (`config::check_secret_strength`); see its test below.
+pub fn jwt_secret() -> JwtSecretConfig {
+    JwtSecretConfig {
+        secret: Secret::new(JWT_SECRET),
+    }
 }
 
-pub fn internal_token() -> Secret {
-    Secret::new(INTERNAL_TOKEN)
+pub fn internal_token() -> InternalTokenConfig {
+    InternalTokenConfig {
+        secret: Secret::new(INTERNAL_TOKEN),
+    }
 }
 
 pub fn http() -> HttpConfig {
@@ -183,4 +188,22 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .build()
         .expect("a tokio runtime")
         .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{INTERNAL_TOKEN_MIN_BYTES, JWT_SECRET_MIN_BYTES, check_secret_strength};
+
+    #[test]
+    fn the_test_secrets_pass_the_start_up_checks() {
+        assert_eq!(
+            check_secret_strength(JWT_SECRET, JWT_SECRET_MIN_BYTES),
+            Ok(())
+        );
+        assert_eq!(
+            check_secret_strength(INTERNAL_TOKEN, INTERNAL_TOKEN_MIN_BYTES),
+            Ok(())
+        );
+    }
 }
