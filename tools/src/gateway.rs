@@ -98,8 +98,10 @@ impl Routes {
 
     /// Every problem found is reported, not only the first.
     pub fn from_manifest(yaml: &str) -> Result<Routes> {
-        let objects: Vec<Option<Object>> =
-            serde_saphyr::from_multiple(yaml).context("parsing the manifest")?;
+        let objects = serde_yaml_ng::Deserializer::from_str(yaml)
+            .map(Option::<Object>::deserialize)
+            .collect::<Result<Vec<_>, _>>()
+            .context("parsing the manifest")?;
         let mut services: BTreeMap<&str, &ServiceSpec> = BTreeMap::new();
         let mut ingresses = Vec::new();
         for object in objects.iter().flatten() {
