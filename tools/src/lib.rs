@@ -11,7 +11,6 @@
 pub mod audit;
 pub mod campaign;
 pub mod client;
-pub mod duration;
 pub mod gateway;
 pub mod manifest;
 pub mod nemesis;

@@ -47,7 +47,6 @@ use tools::{
     audit::{Baseline, Known},
     campaign::{self, Faults, Pace, SendReport, Sending, Setup},
     client::ShopClient,
-    duration,
     nemesis::{FaultKind, Nemesis, NemesisConfig, Shared},
     stack::{Service, Stack, StackConfig},
     stores::{PostgresStore, RedisStore},
@@ -123,15 +122,15 @@ struct Args {
     #[arg(long, default_value = "success=80,no-money=7,no-item=7,no-slot=6")]
     mix: Mix,
     /// Shortest and longest time a killed process stays down.
-    #[arg(long, value_parser = duration::parse, default_value = "100ms")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     down_min: Duration,
-    #[arg(long, value_parser = duration::parse, default_value = "1500ms")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1500ms")]
     down_max: Duration,
     /// Every order must be final within this long after the last fault (else: stalled).
-    #[arg(long, value_parser = duration::parse, default_value = "30s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     resume_within: Duration,
     /// How long to wait on for stalled orders (to show when they end), counted from the last fault.
-    #[arg(long, value_parser = duration::parse, default_value = "360s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "360s")]
     settle: Duration,
     /// At most this many processes down at once (restarts overlap with the next kills).
     #[arg(long, default_value_t = 2)]
@@ -143,10 +142,10 @@ struct Args {
     #[arg(long, default_value_t = 3000)]
     step_deadline_ms: u64,
     /// A pause lasts the claim idle time plus 0.5 s to this.
-    #[arg(long, value_parser = duration::parse, default_value = "3s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     pause_extra_max: Duration,
     /// Longest lost-reply and delay windows (the shortest is a third of it).
-    #[arg(long, value_parser = duration::parse, default_value = "4s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
     window_max: Duration,
     /// Seed of the orders and the faults (random by default; printed).
     #[arg(long)]
@@ -644,4 +643,32 @@ async fn run(
     });
     println!("RESULT {result}");
     Ok(violations == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The duration flags take what scripts/chaos.sh and tests/chaos_teeth.rs pass.
+    #[test]
+    fn duration_flags_take_human_durations() {
+        let args = Args::try_parse_from([
+            "chaos",
+            "--resume-within",
+            "120s",
+            "--down-max",
+            "1500ms",
+            "--settle",
+            "2m",
+            "--window-max",
+            "2.5s",
+        ])
+        .unwrap();
+        assert_eq!(args.resume_within, Duration::from_secs(120));
+        assert_eq!(args.down_max, Duration::from_millis(1500));
+        assert_eq!(args.settle, Duration::from_secs(120));
+        assert_eq!(args.window_max, Duration::from_millis(2500));
+        assert_eq!(args.down_min, Duration::from_millis(100));
+        assert!(Args::try_parse_from(["chaos", "--settle", "10x"]).is_err());
+    }
 }

@@ -33,7 +33,6 @@ use std::{
 };
 use tools::{
     client::{Endpoints, NewOrder, ShopClient, User},
-    duration,
     workload::{self, Catalog, Mix, OrderKind, Planner, Population},
 };
 
@@ -56,7 +55,7 @@ struct Args {
     #[arg(long)]
     concurrency: Option<usize>,
     /// Stop sending after this long (default 30s unless --count is given).
-    #[arg(long, value_parser = duration::parse)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Stop after sending this many orders.
     #[arg(long)]
@@ -68,10 +67,10 @@ struct Args {
     #[arg(long, default_value = "1.00")]
     amount: String,
     /// An order not final after this long counts as an error (timeout).
-    #[arg(long, value_parser = duration::parse, default_value = "60s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     order_timeout: Duration,
     /// Per-request HTTP timeout.
-    #[arg(long, value_parser = duration::parse, default_value = "30s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     request_timeout: Duration,
     /// Open loop only: never more than this many orders in flight (the excess waits).
     #[arg(long, default_value_t = 20_000)]
@@ -458,4 +457,26 @@ fn report(run: &Run, args: &Args, mode: &str, started: Instant, seed: u64) -> Re
     });
     println!("RESULT {result}");
     Ok(errors > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The duration flags take what scripts/bench.sh passes (`BENCH_DURATION`, default 30s).
+    #[test]
+    fn duration_flags_take_human_durations() {
+        let args = Args::try_parse_from([
+            "loadgen",
+            "--duration",
+            "30s",
+            "--request-timeout",
+            "1500ms",
+        ])
+        .unwrap();
+        assert_eq!(args.duration, Some(Duration::from_secs(30)));
+        assert_eq!(args.request_timeout, Duration::from_millis(1500));
+        assert_eq!(args.order_timeout, Duration::from_secs(60));
+        assert!(Args::try_parse_from(["loadgen", "--duration", "-1s"]).is_err());
+    }
 }
