@@ -17,11 +17,13 @@ pub struct Config {
     /// auth calls billing's /internal/accounts at sign-up.
     #[command(flatten)]
     pub internal_token: InternalTokenConfig,
-    /// e.g. http://billing:8080
+    /// billing's base URL, e.g. `http://billing:8080`.
     #[arg(long, env)]
     pub billing_url: String,
+    /// How long an access token is valid (s).
     #[arg(long = "access-token-ttl-secs", env = "ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = config::secs)]
     pub access_ttl: Duration,
+    /// How long a refresh token is valid (s).
     #[arg(long = "refresh-token-ttl-secs", env = "REFRESH_TOKEN_TTL_SECS", default_value = "604800", value_parser = config::secs)]
     pub refresh_ttl: Duration,
     #[command(flatten)]

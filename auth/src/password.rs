@@ -45,13 +45,16 @@ const DEFAULT_MAX_WAIT_MS: &str = "1000";
 /// How much hashing may run and wait; `PASSWORD_HASH_*` in the environment.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PasswordConfig {
-    /// Memory all concurrent hashes together may use (MiB).
+    /// Memory all concurrent Argon2id hashes together may use (MiB): each takes 19 MiB, so at most
+    /// min(cores, budget / 19) run at a time.
     #[arg(long = "password-hash-memory-mib", env = "PASSWORD_HASH_MEMORY_MIB", default_value_t = DEFAULT_MEMORY_BUDGET_MIB)]
     pub memory_budget_mib: usize,
-    /// Requests that may wait for a permit; beyond, the next is refused at once.
+    /// Sign-ups and logins that may wait for a hashing permit; beyond, the next is refused at once
+    /// (503 `overloaded` with `Retry-After`).
     #[arg(long = "password-hash-max-waiting", env = "PASSWORD_HASH_MAX_WAITING", default_value_t = DEFAULT_MAX_WAITING)]
     pub max_waiting: usize,
-    /// How long a request waits for a permit before it is refused (ms).
+    /// How long a sign-up or login waits for a hashing permit before it is refused (ms): 503
+    /// `overloaded` with `Retry-After`.
     #[arg(long = "password-hash-max-wait-ms", env = "PASSWORD_HASH_MAX_WAIT_MS", default_value = DEFAULT_MAX_WAIT_MS, value_parser = shop_common::config::millis)]
     pub max_wait: Duration,
 }

@@ -163,10 +163,11 @@ pub struct HttpConfig {
     /// Bind address.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
-    /// Per-request timeout, ms.
+    /// Per-request timeout (ms); a long poll (`GET /api/orders/{id}?wait_ms=N`, N ≤ 30000) gets it
+    /// on top of its longest wait.
     #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
     pub request_timeout: Duration,
-    /// Request body limit.
+    /// Request body limit (bytes).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
 }
@@ -184,7 +185,7 @@ impl HttpConfig {
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
-    /// The service's own database.
+    /// The service's own database (the mediator uses the order service's).
     #[arg(
         id = "database_url",
         long = "database-url",
@@ -192,16 +193,17 @@ pub struct DatabaseConfig {
         hide_env_values = true
     )]
     pub url: Secret,
-    /// Pool size.
+    /// Connection pool size.
     #[arg(
         long = "db-max-connections",
         env = "DB_MAX_CONNECTIONS",
         default_value_t = 16
     )]
     pub max_connections: u32,
-    /// How long start-up waits for the database to accept a connection before giving up. The
-    /// default stays under the Kubernetes startup probe's budget (periodSeconds ×
-    /// failureThreshold), so the process reports why it gives up before the kubelet kills it.
+    /// How long start-up waits for the database to accept a connection (s), retrying with capped,
+    /// jittered backoff and logging each attempt, before exiting with the last error. The default
+    /// stays under the Kubernetes startup probe's budget (periodSeconds × failureThreshold), so
+    /// the process reports why it gives up before the kubelet kills it.
     #[arg(
         long = "db-startup-wait-secs",
         env = "DB_STARTUP_WAIT_SECS",
@@ -214,7 +216,8 @@ pub struct DatabaseConfig {
 /// The HS256 key of the access and refresh tokens: in every service that issues or verifies them.
 #[derive(Debug, Clone, Args)]
 pub struct JwtSecretConfig {
-    /// HS256 key of the access and refresh tokens (random, >= 32 bytes).
+    /// HS256 key of the access and refresh tokens, which every service with a public API verifies
+    /// locally. Random: at least 32 bytes, 8 distinct bytes, no `change-me`.
     #[arg(id = "jwt_secret", long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true, value_parser = SecretParser::min_len(JWT_SECRET_MIN_BYTES))]
     pub secret: Secret,
 }
@@ -223,7 +226,8 @@ pub struct JwtSecretConfig {
 /// their participants.
 #[derive(Debug, Clone, Args)]
 pub struct InternalTokenConfig {
-    /// Shared secret of /internal/ calls (random, >= 16 bytes).
+    /// Shared secret of `/internal/` calls (header `X-Internal-Token`). Random: at least 16 bytes,
+    /// 8 distinct bytes, no `change-me`.
     #[arg(id = "internal_token", long = "internal-token", env = "INTERNAL_TOKEN", hide_env_values = true, value_parser = SecretParser::min_len(INTERNAL_TOKEN_MIN_BYTES))]
     pub secret: Secret,
 }

@@ -15,7 +15,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[command(flatten)]
     pub internal_token: InternalTokenConfig,
-    /// The stock each catalog item starts with (applied only when the item is first seeded).
+    /// The stock each catalog item (ids 1..10) starts with (applied only when the item is first
+    /// seeded).
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
     pub item_stock: i64,
 }

@@ -16,7 +16,7 @@ pub struct Config {
     /// The `orders` database, shared with the order API.
     #[command(flatten)]
     pub database: DatabaseConfig,
-    /// The Redis of the saga stream, e.g. redis://127.0.0.1:56379
+    /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
     pub redis_url: Secret,
     #[command(flatten)]
@@ -30,19 +30,23 @@ pub struct Config {
 /// How this process consumes the orders stream.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamConfig {
+    /// The saga stream: the order API publishes new orders on it, the mediator consumes it.
     #[arg(long, env, default_value = "orders")]
     pub orders_stream: String,
+    /// Where an entry that keeps failing or is malformed is copied before its `XACK` (its order,
+    /// if any, compensated and failed).
     #[arg(long, env, default_value = "orders.dead")]
     pub dead_letter_stream: String,
+    /// The consumer group every mediator replica reads the stream in.
     #[arg(
         long = "consumer-group",
         env = "CONSUMER_GROUP",
         default_value = "mediator"
     )]
     pub group: String,
-    /// Stable per pod, so that a restarted process finds its own pending entries (default:
-    /// hostname-pid).
-    #[arg(long = "consumer-name", env = "CONSUMER_NAME", default_value_t = default_consumer_name())]
+    /// This process's name in the consumer group, stable per pod so that a restarted process
+    /// finds its own pending entries. Default: `<hostname>-<pid>`.
+    #[arg(long = "consumer-name", env = "CONSUMER_NAME", default_value_t = default_consumer_name(), hide_default_value = true)]
     pub consumer: String,
     /// Sagas in flight at once in this process.
     #[arg(long = "mediator-concurrency", env = "MEDIATOR_CONCURRENCY", default_value_t = 64, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |n| n as usize))]
@@ -58,22 +62,23 @@ pub struct StreamConfig {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ParticipantsConfig {
-    /// e.g. http://billing:8080
+    /// billing's base URL, e.g. `http://billing:8080`.
     #[arg(long, env)]
     pub billing_url: String,
-    /// e.g. http://items:8080
+    /// items' base URL, e.g. `http://items:8080`.
     #[arg(long, env)]
     pub items_url: String,
-    /// e.g. http://slots:8080
+    /// slots' base URL, e.g. `http://slots:8080`.
     #[arg(long, env)]
     pub slots_url: String,
     /// How long (ms) one forward step may keep retrying transient failures before its outcome
     /// is declared unknown and the saga aborts.
     #[arg(long = "step-deadline-ms", env = "STEP_DEADLINE_MS", default_value = "10000", value_parser = config::millis)]
     pub step_deadline: Duration,
-    /// TEST ONLY (`items|slots|billing`): the compensations of this participant are recorded as
-    /// done without being sent, so that the audit and `make chaos` can be shown to catch a broken
-    /// compensation. Never set in a deployment.
+    /// TEST ONLY (`items`, `slots` or `billing`): that participant's compensations are recorded
+    /// as done without being sent — it loses stock, couriers or money on purpose — so that the
+    /// audit and `make chaos` can be shown to catch a broken compensation. Never set it in a
+    /// deployment.
     #[arg(long = "mediator-broken-compensation", env = "MEDIATOR_BROKEN_COMPENSATION", value_parser = broken_compensation)]
     pub broken_compensation: Option<Participant>,
 }

@@ -16,17 +16,18 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[command(flatten)]
     pub jwt_secret: JwtSecretConfig,
-    /// The Redis of the saga stream, e.g. redis://127.0.0.1:56379
+    /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
     pub redis_url: Secret,
-    /// The stream new orders are published on.
+    /// The saga stream: the order API publishes new orders on it, the mediator consumes it.
     #[arg(long, env, default_value = "orders")]
     pub orders_stream: String,
     /// How long an order may stay unpublished before the sweep publishes it again (s).
     #[arg(long = "republish-after-secs", env = "REPUBLISH_AFTER_SECS", default_value = "5", value_parser = config::secs)]
     pub republish_after: Duration,
     /// How long after publication an order still not final is published again (s). Far above the
-    /// slowest saga; only a lost stream entry should ever reach it.
+    /// slowest saga; only a lost stream entry should ever reach it (a stream lost with Redis' data
+    /// is noticed and re-published within a second or two).
     #[arg(long = "republish-stale-after-secs", env = "REPUBLISH_STALE_AFTER_SECS", default_value = "300", value_parser = config::secs)]
     pub republish_stale_after: Duration,
 }

@@ -15,7 +15,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[command(flatten)]
     pub internal_token: InternalTokenConfig,
-    /// Couriers per slot (applied only when the slot is first seeded).
+    /// Couriers per delivery slot ("00:00".."09:00"; applied only when the slot is first seeded).
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]
     pub slot_capacity: i64,
 }

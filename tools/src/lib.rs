@@ -2,7 +2,8 @@
 //! [`stack`] harness (end-to-end tests, `chaos`), the shared HTTP [`client`], the order
 //! [`workload`] (mixes, expected outcomes), and the [`audit`] that checks, straight in the
 //! databases, that no money, stock or courier was created or lost; and the [`manifest`] check
-//! of deploy-services.yml against the binaries' own configuration.
+//! of deploy-services.yml against the binaries' own configuration, which also gives the README its
+//! [`config_table`].
 //!
 //! Binaries: `loadgen` (throughput and latency against a running stack), `chaos` (kill -9 the
 //! services under load, then audit) and `gateway-config` (the local nginx gateway's config,
@@ -11,6 +12,7 @@
 pub mod audit;
 pub mod campaign;
 pub mod client;
+pub mod config_table;
 pub mod gateway;
 pub mod manifest;
 pub mod nemesis;

@@ -2,9 +2,13 @@
 //! image gets each variable its binary requires and no secret it does not read, every secret key
 //! is one the install Job creates, and every URL points at a Service port of the manifest. Each
 //! kind of mistake is then made on purpose in a copy of the manifest and must be reported exactly.
+//! The same binaries give the README its configuration table (tools::config_table).
 
 use clap::{CommandFactory, Parser};
-use tools::manifest::{self, Binary, Report};
+use tools::{
+    config_table,
+    manifest::{self, Binary, Report},
+};
 
 const MANIFEST: &str = include_str!("../../deploy-services.yml");
 
@@ -196,5 +200,38 @@ fn a_secret_in_the_manifest_is_reported() {
     assert_eq!(
         violations(&manifest),
         ["Secret/shop-secrets: the manifest holds a Secret; the install Job creates it"]
+    );
+}
+
+/// The README's configuration table is what the binaries declare; with `UPDATE_CONFIG_TABLE=1`
+/// this test writes it instead of comparing.
+#[test]
+fn config_table_in_the_readme_is_generated_from_the_binaries() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let table = config_table::render(&binaries()).expect("every variable has a doc comment");
+    let generated = config_table::with_table(&readme, &table).expect("the README's markers");
+    if std::env::var_os("UPDATE_CONFIG_TABLE").is_some() {
+        std::fs::write(path, generated).expect("writing README.md");
+        return;
+    }
+    assert!(
+        readme == generated,
+        "README.md's configuration table is not what the services' config.rs declare; regenerate it:\n  {}\nThe table they declare:\n{table}",
+        config_table::REGENERATE
+    );
+}
+
+/// A variable without a doc comment would leave its row without a meaning: refused, naming it.
+#[test]
+fn config_table_refuses_a_variable_nobody_explained() {
+    let undocumented = Binary {
+        path: "/usr/local/bin/svc".to_owned(),
+        config: clap::Command::new("svc").arg(clap::Arg::new("x").long("x").env("SOME_KNOB")),
+    };
+    let refused = config_table::render(&[undocumented]).unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "SOME_KNOB (svc) has no doc comment to say what it means"
     );
 }
