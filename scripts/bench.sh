@@ -8,7 +8,7 @@
 #      state in .state/bench, on ports 28080 (gateway), 28001-28006, 28432, 28379 (a busy one is
 #      replaced by a free random port), with ITEM_STOCK and SLOT_CAPACITY large enough that no
 #      order fails for lack of stock, and tuned for ONE small machine that runs everything (the
-#      profile behind each setting is in the README, "Where the CPU goes"):
+#      profile behind each setting is in docs/PERFORMANCE.md, "Where the CPU goes"):
 #        - each service and loadgen on one Tokio worker thread (BENCH_WORKER_THREADS, 1): eight
 #          processes plus Postgres share the cores, and idle workers woken to steal tasks cost
 #          more than they bring (in a pod with a CPU limit below 2, Tokio picks 1 by itself);
