@@ -31,8 +31,8 @@ pub const RUST_LOG: EnvVariable = EnvVariable {
 pub const VARIABLES: [EnvVariable; 2] = [LOG_FORMAT, RUST_LOG];
 
 pub fn init() {
-    let filter = EnvFilter::try_from_env(RUST_LOG.name)
-        .unwrap_or_else(|_| EnvFilter::new(RUST_LOG.default));
+    let filter =
+        EnvFilter::try_from_env(RUST_LOG.name).unwrap_or_else(|_| EnvFilter::new(RUST_LOG.default));
     let json = std::env::var(LOG_FORMAT.name).is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // `try_init` because tests start several services in one process.
     let _ = if json {

@@ -20,19 +20,25 @@ struct Row {
     variable: String,
     services: Vec<String>,
     default: String,
-    status: String,
+    /// "required", "secret" (its value hidden from `--help`), both or neither.
+    requirement: String,
     meaning: String,
 }
 
 impl Row {
     fn same_declaration(&self, other: &Row) -> bool {
-        (&self.variable, &self.default, &self.status, &self.meaning)
-            == (&other.variable, &other.default, &other.status, &other.meaning)
+        (
+            &self.variable,
+            &self.default,
+            &self.requirement,
+            &self.meaning,
+        ) == (
+            &other.variable,
+            &other.default,
+            &other.requirement,
+            &other.meaning,
+        )
     }
-}
-
-fn program(binary: &Binary) -> &str {
-    binary.path.rsplit('/').next().unwrap_or(&binary.path)
 }
 
 /// A Markdown table cell: one line, no column separator.
@@ -44,7 +50,7 @@ fn cell(text: &str) -> String {
 }
 
 fn rows_of(binary: &Binary) -> Result<Vec<Row>> {
-    let service = program(binary).to_owned();
+    let service = binary.program().to_owned();
     binary
         .config
         .get_arguments()
@@ -73,7 +79,7 @@ fn rows_of(binary: &Binary) -> Result<Vec<Row>> {
                 format!("`{}`", defaults.join(","))
             };
             let secret = arg.is_hide_env_values_set();
-            let status = match (required, secret) {
+            let requirement = match (required, secret) {
                 (true, true) => "required, secret",
                 (true, false) => "required",
                 (false, true) => "secret",
@@ -83,7 +89,7 @@ fn rows_of(binary: &Binary) -> Result<Vec<Row>> {
                 variable,
                 services: vec![service.clone()],
                 default,
-                status: status.to_owned(),
+                requirement: requirement.to_owned(),
                 meaning,
             })
         })
@@ -102,9 +108,14 @@ pub fn render(binaries: &[Binary]) -> Result<String> {
             }
         }
     }
-    let everyone: BTreeSet<&str> = binaries.iter().map(program).collect();
-    let read_by_all =
-        |row: &Row| row.services.iter().map(String::as_str).collect::<BTreeSet<_>>() == everyone;
+    let everyone: BTreeSet<&str> = binaries.iter().map(Binary::program).collect();
+    let read_by_all = |row: &Row| {
+        row.services
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>()
+            == everyone
+    };
     let (mut common, specific): (Vec<Row>, Vec<Row>) = rows.into_iter().partition(read_by_all);
     common.extend(
         shop_common::telemetry::VARIABLES
@@ -113,7 +124,7 @@ pub fn render(binaries: &[Binary]) -> Result<String> {
                 variable: variable.name.to_owned(),
                 services: everyone.iter().map(|s| s.to_string()).collect(),
                 default: format!("`{}`", variable.default),
-                status: String::new(),
+                requirement: String::new(),
                 meaning: cell(variable.help),
             }),
     );
@@ -128,7 +139,7 @@ pub fn render(binaries: &[Binary]) -> Result<String> {
         };
         table.push_str(&format!(
             "| `{}` | {services} | {} | {} | {} |\n",
-            row.variable, row.default, row.status, row.meaning
+            row.variable, row.default, row.requirement, row.meaning
         ));
     }
     Ok(table)

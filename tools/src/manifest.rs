@@ -17,6 +17,13 @@ pub struct Binary {
     pub config: clap::Command,
 }
 
+impl Binary {
+    /// The program's name: the last component of its path.
+    pub fn program(&self) -> &str {
+        self.path.rsplit('/').next().unwrap_or(&self.path)
+    }
+}
+
 /// The install Job's command line, parsed by the Job binary's own parser: the Secret it
 /// creates and the keys it holds.
 pub type ParseSecretJob<'a> = &'a dyn Fn(&[String]) -> Result<(String, Vec<String>)>;
@@ -319,7 +326,7 @@ pub fn check(manifest: &str, binaries: &[Binary], parse_job: ParseSecretJob) -> 
             report
                 .checked
                 .push(format!("{workload}: {}", container.name));
-            let program = binary.path.rsplit('/').next().unwrap_or(&binary.path);
+            let program = binary.program();
             let variables = variables(&binary.config);
             for (name, variable) in &variables {
                 if variable.required && !sources.contains_key(name) {
