@@ -198,7 +198,10 @@ mod tests {
     #[test]
     fn notes_are_not_rendered() {
         assert_eq!(without_notes("--! a\n--! b\nSELECT 1;\n"), "SELECT 1;\n");
-        assert_eq!(without_notes("SELECT 1;\n--! kept\n"), "SELECT 1;\n--! kept\n");
+        assert_eq!(
+            without_notes("SELECT 1;\n--! kept\n"),
+            "SELECT 1;\n--! kept\n"
+        );
     }
 
     #[test]
@@ -207,7 +210,10 @@ mod tests {
         let sql = format!("-- {long}\n-- end\nSELECT 1;\n    -- {long}\n");
         let filled = fill_comments(&sql);
         let lines: Vec<&str> = filled.lines().collect();
-        assert!(lines[..2].iter().all(|l| l.len() <= COMMENT_WIDTH), "{filled}");
+        assert!(
+            lines[..2].iter().all(|l| l.len() <= COMMENT_WIDTH),
+            "{filled}"
+        );
         assert_eq!(lines[2], "SELECT 1;");
         assert_eq!(lines[3], format!("    -- {long}"));
     }
