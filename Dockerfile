@@ -14,8 +14,9 @@ FROM rust:1.95-bookworm AS builder
 
 WORKDIR /src
 
-# sqlx: runtime queries only, migrations are embedded at compile time from each
-# crate's migrations/ dir; never try to reach a database while compiling.
+# sqlx: runtime queries only, migrations are embedded at compile time (each crate's
+# migrations/ dir, the participants' tables.sql and common/src/ledger's templates);
+# never try to reach a database while compiling.
 ENV SQLX_OFFLINE=true \
     CARGO_TERM_COLOR=never
 

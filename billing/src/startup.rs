@@ -9,19 +9,31 @@ use shop_common::{
     domain::Money,
     http::{self, Readiness},
     internal::{self, InternalToken},
-    ledger::{self, Ledger, LedgerSpec},
+    ledger::{self, KeyType, Ledger, LedgerSpec, Resources},
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::future::Future;
+use std::{future::Future, sync::LazyLock};
 use tokio::net::TcpListener;
 
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+/// Its own tables, then the ledger's `holds` table and functions rendered for [`CHARGES`]: the
+/// migrations it released as files, byte for byte (shop_common::ledger::schema says why).
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| CHARGES.migrator("accounts", include_str!("tables.sql")));
 
 /// The money step of the saga: charge = hold `amount` cents of the user's wallet.
 pub static CHARGES: LedgerSpec = LedgerSpec {
     route: "charges",
     unknown_code: "account_not_found",
     valid_key: |key| !key.is_empty(),
+    resources: Resources {
+        table: "accounts",
+        key: "username",
+        key_type: KeyType::Text,
+        available: "wallet",
+        exhausted_code: "insufficient_funds",
+        summary: "accounts.wallet by username, cents",
+        holds_meaning: "resource = username,\n-- quantity = amount charged in cents.",
+    },
 };
 
 #[derive(Clone, FromRef)]

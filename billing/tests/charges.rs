@@ -29,6 +29,27 @@ static CHARGES: Contract = Contract {
     exhausted_code: "insufficient_funds",
 };
 
+/// The migrations rendered from the ledger's templates are the files billing released (checksums
+/// from the release), so a database migrated before keeps starting.
+#[test]
+fn the_released_migrations_are_rendered_byte_for_byte() {
+    testing::assert_released(
+        &billing::MIGRATOR,
+        &[
+            testing::Released {
+                version: 1,
+                description: "accounts",
+                checksum: "4fd32797e6513fc55d51326644f3b7db8a8a97ee038fff017da1964945a33c173d326e3d1ea958d7c0ba2c305f730f0c",
+            },
+            testing::Released {
+                version: 2,
+                description: "ledger functions",
+                checksum: "cc6e82bfcfab31cdd7c65d2e8109359301f55d279c7de790a8d92c1eeea0b8aecd0cc1ef2e2088ec4224e66f8a3c64a7",
+            },
+        ],
+    );
+}
+
 struct App {
     service: Service,
     ledger: LedgerClient,

@@ -30,9 +30,10 @@
 //! `CHECK (available <= capacity)`. The give-back therefore runs as its own statement, after the
 //! row lock it waited for.
 //!
-//! Those statements run inside two PL/pgSQL functions, `ledger_hold` and `ledger_release`, that
-//! each participant creates in its migration `0002_ledger_functions.sql` (with its own resource
-//! table and refusal codes). A function's statements each take a fresh snapshot, exactly like
+//! Those statements run inside two PL/pgSQL functions, `ledger_hold` and `ledger_release`,
+//! written once with the `holds` table in [`schema`]'s templates and rendered into each
+//! participant's migrations with its own resource table and refusal codes
+//! ([`LedgerSpec::migrator`]). A function's statements each take a fresh snapshot, exactly like
 //! separate statements of a transaction, but the whole operation is one round trip and one
 //! implicit transaction instead of four (BEGIN, claim, take, COMMIT): a hot resource row (ten
 //! items, ten slots for every order) is no longer held locked across a network round trip to the
@@ -40,6 +41,10 @@
 //!
 //! The HTTP face of the ledger ([`router`]) is identical for every participant:
 //! `PUT|DELETE|GET /internal/<route>/{order_id}`.
+
+mod schema;
+
+pub use schema::{KeyType, Resources};
 
 use crate::{error::ApiError, internal, json::ApiJson, json::ApiPath};
 use anyhow::{Context, Result};
@@ -55,8 +60,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row, postgres::PgRow};
 use uuid::Uuid;
 
-/// How one participant maps onto the shared design. Its resource table and refusal codes live in
-/// its `ledger_hold` / `ledger_release` functions (migration `0002_ledger_functions.sql`).
+/// How one participant maps onto the shared design: its route, and the resource table and refusal
+/// codes its `ledger_hold` / `ledger_release` functions are rendered with ([`Self::migrator`]).
 #[derive(Debug)]
 pub struct LedgerSpec {
     /// The route segment: `/internal/<route>/{order_id}`.
@@ -66,6 +71,8 @@ pub struct LedgerSpec {
     /// Keys that are malformed for the resource table's key type (which would make the database's
     /// cast fail) are rejected as unknown without touching the database.
     pub valid_key: fn(&str) -> bool,
+    /// Where the resources are, for the functions.
+    pub resources: Resources,
 }
 
 /// Rejection of an action whose order was already compensated.

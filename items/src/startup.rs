@@ -7,13 +7,16 @@ use shop_common::{
     db as shop_db,
     http::{self, Readiness},
     internal::InternalToken,
-    ledger::{self, Ledger, LedgerSpec},
+    ledger::{self, KeyType, Ledger, LedgerSpec, Resources},
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::future::Future;
+use std::{future::Future, sync::LazyLock};
 use tokio::net::TcpListener;
 
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+/// Its own tables, then the ledger's `holds` table and functions rendered for [`RESERVATIONS`]: the
+/// migrations it released as files, byte for byte (shop_common::ledger::schema says why).
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| RESERVATIONS.migrator("items", include_str!("tables.sql")));
 
 /// The stock step of the saga: reserve = hold `quantity` units of the item `resource` ("3").
 pub static RESERVATIONS: LedgerSpec = LedgerSpec {
@@ -21,6 +24,15 @@ pub static RESERVATIONS: LedgerSpec = LedgerSpec {
     unknown_code: "item_unavailable",
     // Anything else would make Postgres' `::bigint` cast fail; it is simply not an item.
     valid_key: |key| key.parse::<i64>().is_ok_and(|id| id > 0),
+    resources: Resources {
+        table: "items",
+        key: "id",
+        key_type: KeyType::Bigint,
+        available: "stock",
+        exhausted_code: "item_unavailable",
+        summary: "items.stock by item id",
+        holds_meaning: "resource = item id as\n-- text, quantity = units reserved.",
+    },
 };
 
 #[derive(Clone, FromRef)]

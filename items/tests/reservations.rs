@@ -14,6 +14,27 @@ use shop_common::testing::{
 };
 use uuid::Uuid;
 
+/// The migrations rendered from the ledger's templates are the files items released (checksums
+/// from the release), so a database migrated before keeps starting.
+#[test]
+fn the_released_migrations_are_rendered_byte_for_byte() {
+    testing::assert_released(
+        &items::MIGRATOR,
+        &[
+            testing::Released {
+                version: 1,
+                description: "items",
+                checksum: "96d2e5e710c9d97b3e4cb6b6a0dd34a64fc46a56ae5787322de84faea1423ff5c3d45e011ae7038b87ec7f21e5767105",
+            },
+            testing::Released {
+                version: 2,
+                description: "ledger functions",
+                checksum: "d6eb3384dc36e603b8c2da6df52bd7dd939b5806708b85256cc312b94ba6e2069f39b2a89d772cde639cae5f91f9b7c0",
+            },
+        ],
+    );
+}
+
 #[tokio::test]
 async fn the_catalog_lists_the_seeded_items_by_id() {
     let app = spawn_app(7).await;

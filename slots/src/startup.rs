@@ -8,13 +8,16 @@ use shop_common::{
     domain::SlotTime,
     http::{self, Readiness},
     internal::InternalToken,
-    ledger::{self, Ledger, LedgerSpec},
+    ledger::{self, KeyType, Ledger, LedgerSpec, Resources},
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::future::Future;
+use std::{future::Future, sync::LazyLock};
 use tokio::net::TcpListener;
 
-pub static MIGRATOR: Migrator = sqlx::migrate!();
+/// Its own tables, then the ledger's `holds` table and functions rendered for [`BOOKINGS`]: the
+/// migrations it released as files, byte for byte (shop_common::ledger::schema says why).
+pub static MIGRATOR: LazyLock<Migrator> =
+    LazyLock::new(|| BOOKINGS.migrator("slots", include_str!("tables.sql")));
 
 /// The courier step of the saga: book = hold `quantity` free couriers of the slot `resource`.
 pub static BOOKINGS: LedgerSpec = LedgerSpec {
@@ -22,6 +25,15 @@ pub static BOOKINGS: LedgerSpec = LedgerSpec {
     unknown_code: "slot_unavailable",
     // A well-formed time we do not serve ("19:00") is still refused, by the database lookup.
     valid_key: |key| SlotTime::try_from(key.to_owned()).is_ok(),
+    resources: Resources {
+        table: "slots",
+        key: "slot",
+        key_type: KeyType::Text,
+        available: "free_couriers",
+        exhausted_code: "slot_unavailable",
+        summary: "slots.free_couriers by slot",
+        holds_meaning: "resource = slot,\n-- quantity = couriers booked.",
+    },
 };
 
 #[derive(Clone, FromRef)]

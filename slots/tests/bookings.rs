@@ -14,6 +14,27 @@ use shop_common::testing::{
 };
 use uuid::Uuid;
 
+/// The migrations rendered from the ledger's templates are the files slots released (checksums
+/// from the release), so a database migrated before keeps starting.
+#[test]
+fn the_released_migrations_are_rendered_byte_for_byte() {
+    testing::assert_released(
+        &slots::MIGRATOR,
+        &[
+            testing::Released {
+                version: 1,
+                description: "slots",
+                checksum: "c832f53a36ae53586b7bba09424462fb42b02ce29b2d8b3936dde411a514c4b93b8e56372af61acecd023db0eadf9f09",
+            },
+            testing::Released {
+                version: 2,
+                description: "ledger functions",
+                checksum: "eb942de68dfe18a0f1aeb663e77f28e8ce500b2150274bbee90543fd2113fb5defb6c2a59a7fc55dfb32bb70e52770b8",
+            },
+        ],
+    );
+}
+
 #[tokio::test]
 async fn the_slot_list_shows_ten_hourly_slots_in_order() {
     let app = spawn_app(4).await;

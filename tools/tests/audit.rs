@@ -8,7 +8,7 @@
 //! Needs `TEST_DATABASE_URL` and `TEST_REDIS_URL` (fails without them, never skips).
 
 use sqlx::{PgPool, migrate::Migrator, postgres::PgPoolOptions};
-use std::{collections::HashMap, path::Path};
+use std::collections::HashMap;
 use tools::{
     audit::{self, Audit, Baseline, Dbs, Known, SentOrder},
     stack::{self, Database, Streams},
@@ -66,14 +66,8 @@ async fn pool(url: &str) -> PgPool {
         .unwrap()
 }
 
-async fn migrate(pool: &PgPool, service: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(service)
-        .join("migrations");
-    Migrator::new(dir.as_path())
-        .await
-        .unwrap()
+async fn migrate(pool: &PgPool, migrator: &Migrator, service: &str) {
+    migrator
         .run(pool)
         .await
         .unwrap_or_else(|e| panic!("migrating {service}: {e}"));
@@ -196,10 +190,10 @@ async fn world() -> World {
         items: pool(&url(Database::Items)).await,
         slots: pool(&url(Database::Slots)).await,
     };
-    migrate(&dbs.billing, "billing").await;
-    migrate(&dbs.orders, "order").await;
-    migrate(&dbs.items, "items").await;
-    migrate(&dbs.slots, "slots").await;
+    migrate(&dbs.billing, &billing::MIGRATOR, "billing").await;
+    migrate(&dbs.orders, &order::MIGRATOR, "order").await;
+    migrate(&dbs.items, &items::MIGRATOR, "items").await;
+    migrate(&dbs.slots, &slots::MIGRATOR, "slots").await;
 
     // What the services seed at startup and sign-up makes; alice deposits once.
     exec(

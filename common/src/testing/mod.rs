@@ -87,6 +87,34 @@ pub async fn migrated_pool(migrator: &Migrator) -> (PgPool, DatabaseConfig) {
     (pool, config)
 }
 
+/// A migration as it was released: what sqlx recorded in `_sqlx_migrations` of every database
+/// that applied it (the checksum is the SHA-384 of its SQL, in hex).
+#[derive(Debug)]
+pub struct Released {
+    pub version: i64,
+    pub description: &'static str,
+    pub checksum: &'static str,
+}
+
+/// Asserts that `migrator` starts with exactly the `released` migrations: sqlx refuses to start on
+/// a database where an applied migration's checksum differs ("previously applied but has been
+/// modified"), so a database migrated by an older build keeps working only if they match.
+pub fn assert_released(migrator: &Migrator, released: &[Released]) {
+    let ours: Vec<(i64, String, String)> = migrator
+        .iter()
+        .take(released.len())
+        .map(|m| {
+            let checksum = m.checksum.iter().map(|b| format!("{b:02x}")).collect();
+            (m.version, m.description.to_string(), checksum)
+        })
+        .collect();
+    let expected: Vec<(i64, String, String)> = released
+        .iter()
+        .map(|r| (r.version, r.description.into(), r.checksum.into()))
+        .collect();
+    assert_eq!(ours, expected, "a released migration was modified");
+}
+
 /// Serves `app` on a random loopback port for the rest of the test; returns its base URL.
 pub async fn serve(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

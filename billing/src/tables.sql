@@ -1,3 +1,6 @@
+--! billing's own tables: its migration 1 ("accounts") is this text, a blank line and the ledger's
+--! `holds` table (`startup::MIGRATOR`, shop_common::ledger::schema). `--!` lines are notes, not
+--! part of the migration; the rest is released history: sqlx checksums it, byte for byte.
 -- Wallets in integer minor units (cents); a wallet can never go negative.
 CREATE TABLE accounts (
     username   text PRIMARY KEY,
@@ -14,16 +17,4 @@ CREATE TABLE deposits (
     amount          bigint NOT NULL CHECK (amount > 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
     UNIQUE (username, idempotency_key)
-);
-
--- The participant ledger (see shop_common::ledger): one row per order, resource = username,
--- quantity = amount charged in cents.
-CREATE TABLE holds (
-    order_id   uuid PRIMARY KEY,
-    resource   text,
-    quantity   bigint NOT NULL DEFAULT 0 CHECK (quantity >= 0),
-    state      text NOT NULL CHECK (state IN ('held', 'rejected', 'released', 'cancelled')),
-    error_code text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
 );
