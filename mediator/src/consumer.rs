@@ -22,23 +22,24 @@
 //!   group still needs), so the stream does not grow without bound.
 //! - Shutdown: stop reading, let in-flight sagas finish (their retries stop, leaving a saga that
 //!   cannot finish pending for recovery), leave the group if nothing is pending, return.
+//!
+//! This module only schedules: the Redis commands and their replies are `crate::orders_stream`'s.
 
 use crate::{
     config::StreamConfig,
     executor::{Disposition, Executor, Mode},
+    orders_stream::{Entry, OrdersStream},
 };
-use anyhow::{Context, Result};
+use anyhow::Result;
 use backon::BackoffBuilder;
-use redis::{RedisResult, Value, aio::MultiplexedConnection};
 use shop_common::{config::Secret, redis::RedisPool};
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// How long one blocking read waits for new entries; also bounds how late shutdown is noticed.
 const READ_BLOCK: Duration = Duration::from_millis(1000);
@@ -49,56 +50,13 @@ const REDIS_RETRY: Duration = Duration::from_millis(500);
 const HEARTBEATS_PER_CLAIM_IDLE: u32 = 4;
 const MIN_HEARTBEAT: Duration = Duration::from_millis(25);
 
-/// `XCLAIM <stream> <group> <consumer> 0 <id> JUSTID` for each id still pending for this consumer,
-/// checked and claimed atomically; returns the ids that are not (claimed by another consumer, or
-/// no longer pending). JUSTID: not counted as a delivery.
-/// KEYS: stream. ARGV: group, consumer, ids...
-static HEARTBEAT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"
-        local lost = {}
-        for i = 3, #ARGV do
-            local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
-            if p[1] and p[1][2] == ARGV[2] then
-                redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
-            else
-                lost[#lost + 1] = ARGV[i]
-            end
-        end
-        return lost
-        ",
-    )
-});
-
-/// One stream entry, fields as text.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub id: String,
-    pub fields: Vec<(String, String)>,
-}
-
-impl Entry {
-    pub fn order_id(&self) -> Option<Uuid> {
-        let (_, value) = self
-            .fields
-            .iter()
-            .find(|(k, _)| k == order::outbox::FIELD)?;
-        Uuid::parse_str(value).ok()
-    }
-
-    fn payload(&self) -> String {
-        let map: BTreeMap<_, _> = self.fields.iter().cloned().collect();
-        serde_json::to_string(&map).unwrap_or_default()
-    }
-}
-
 #[derive(Clone)]
 pub struct Consumer(Arc<Inner>);
 
 struct Inner {
     cfg: StreamConfig,
     redis_url: Secret,
-    redis: RedisPool,
+    stream: OrdersStream,
     executor: Arc<Executor>,
     permits: Arc<Semaphore>,
     /// Stream ids of the entries this process is running, and since when.
@@ -116,9 +74,9 @@ impl Consumer {
     ) -> Self {
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
         Self(Arc::new(Inner {
+            stream: OrdersStream::new(cfg.clone(), redis),
             cfg,
             redis_url,
-            redis,
             executor,
             permits,
             in_flight: Mutex::new(HashMap::new()),
@@ -147,7 +105,7 @@ impl Consumer {
         let _drained = this.permits.acquire_many(all).await;
         drained.cancel();
         let _ = heartbeat.await;
-        if let Err(e) = this.leave_group_if_idle().await {
+        if let Err(e) = this.stream.leave_group_if_idle().await {
             tracing::warn!("could not leave the consumer group: {e:#}");
         }
         tracing::info!("consumer stopped");
@@ -169,12 +127,15 @@ impl Inner {
         }
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        self.redis.get().await.context("taking a Redis connection")
+    /// A saga slot, unless shutdown comes first.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => None,
+            permit = self.permits.clone().acquire_owned() => permit.ok(),
+        }
     }
 
-    /// `XGROUP CREATE <stream> <group> 0 MKSTREAM`: from 0, so nothing published before the group
-    /// existed is missed. False if shutdown came first.
+    /// Creates the consumer group (see `OrdersStream::create_group`). False if shutdown came first.
     ///
     /// Waits for Redis as long as it takes, unlike start-up's bounded wait for the database: the
     /// health server is already up (live, and unready while Redis is down), exactly as when Redis
@@ -184,7 +145,7 @@ impl Inner {
         let redis = shop_common::redis::describe(&self.redis_url);
         let mut delays = shop_common::db::DEPENDENCY_BACKOFF.build();
         for attempt in 1u32.. {
-            let error = match self.create_group().await {
+            let error = match self.stream.create_group().await {
                 Ok(()) => return true,
                 Err(e) => e,
             };
@@ -202,39 +163,11 @@ impl Inner {
         false
     }
 
-    async fn create_group(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let created: RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut *conn)
-            .await;
-        match created {
-            Err(e) if e.code() != Some("BUSYGROUP") => Err(e).context("XGROUP CREATE"),
-            _ => Ok(()),
-        }
-    }
-
     /// This consumer's pending entries: those a previous process of the same name left behind.
     async fn recover_own(self: &Arc<Self>) -> Result<()> {
         let mut cursor = "0".to_owned();
         loop {
-            let reply: Value = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&self.cfg.group)
-                .arg(&self.cfg.consumer)
-                .arg("COUNT")
-                .arg(RECOVER_BATCH)
-                .arg("STREAMS")
-                .arg(&self.cfg.orders_stream)
-                .arg(&cursor)
-                .query_async(&mut *self.conn().await?)
-                .await
-                .context("reading own pending entries")?;
-            let entries = read_reply_entries(&reply);
+            let entries = self.stream.own_pending(&cursor, RECOVER_BATCH).await?;
             let Some(last) = entries.last() else {
                 return Ok(());
             };
@@ -243,7 +176,7 @@ impl Inner {
                 entries = entries.len(),
                 "recovering this consumer's pending entries"
             );
-            let counts = self.delivery_counts(&entries).await?;
+            let counts = self.stream.delivery_counts(&entries).await?;
             for entry in entries {
                 if self.shutdown.is_cancelled() {
                     return Ok(());
@@ -255,59 +188,23 @@ impl Inner {
     }
 
     async fn read_loop(self: Arc<Self>) {
-        let mut blocking: Option<MultiplexedConnection> = None;
+        let mut reader = self.stream.reader(self.redis_url.clone(), READ_BLOCK);
         while !self.shutdown.is_cancelled() {
-            let first = tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                permit = self.permits.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
-            let conn = match &mut blocking {
-                Some(conn) => conn,
-                None => match shop_common::redis::dedicated_connection(&self.redis_url, READ_BLOCK)
-                    .await
-                {
-                    Ok(conn) => blocking.insert(conn),
-                    Err(e) => {
-                        tracing::warn!("Redis unavailable for reading: {e:#}");
-                        drop(first);
-                        self.pause(REDIS_RETRY).await;
-                        continue;
-                    }
-                },
+            let Some(first) = self.slot().await else {
+                return;
             };
             let want = self.permits.available_permits() + 1;
-            let read: RedisResult<Value> = redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&self.cfg.group)
-                .arg(&self.cfg.consumer)
-                .arg("COUNT")
-                .arg(want)
-                .arg("BLOCK")
-                .arg(READ_BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&self.cfg.orders_stream)
-                .arg(">")
-                .query_async(conn)
-                .await;
-            match read {
-                Ok(reply) => {
+            match reader.read_new(want).await {
+                Ok(entries) => {
                     let mut first = Some(first);
-                    for entry in read_reply_entries(&reply) {
+                    for entry in entries {
                         // A first delivery: no need to ask for its count.
                         self.dispatch(entry, 1, first.take()).await;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("reading the orders stream failed: {e}");
-                    blocking = None;
+                    tracing::warn!("{e:#}");
                     drop(first);
-                    if e.code() == Some("NOGROUP") {
-                        // The stream was deleted under us: start over from its beginning.
-                        let _ = self.create_group().await;
-                    }
                     self.pause(REDIS_RETRY).await;
                 }
             }
@@ -349,14 +246,15 @@ impl Inner {
         let poisoned = deliveries > self.cfg.max_deliveries;
         if poisoned {
             let reason = format!("delivered {deliveries} times");
-            self.dead_letter(entry, order_id, &reason).await?;
+            self.stream.dead_letter(entry, order_id, &reason).await?;
         }
         let Some(order_id) = order_id else {
             if !poisoned {
-                self.dead_letter(entry, None, "malformed entry: no valid order_id")
+                self.stream
+                    .dead_letter(entry, None, "malformed entry: no valid order_id")
                     .await?;
             }
-            return self.ack(&entry.id).await;
+            return self.stream.ack(&entry.id).await;
         };
         let mode = if poisoned {
             Mode::DeadLetter
@@ -364,89 +262,17 @@ impl Inner {
             Mode::Normal
         };
         match self.executor.run(order_id, mode).await? {
-            Disposition::Final(_) => self.ack_final(&entry.id, order_id).await,
+            Disposition::Final(_) => self.stream.ack_final(&entry.id, order_id).await,
             Disposition::UnknownOrder => {
                 if !poisoned {
-                    self.dead_letter(entry, Some(order_id), "unknown order")
+                    self.stream
+                        .dead_letter(entry, Some(order_id), "unknown order")
                         .await?;
                 }
-                self.ack(&entry.id).await
+                self.stream.ack(&entry.id).await
             }
             Disposition::Abandoned => Ok(()),
         }
-    }
-
-    async fn dead_letter(&self, entry: &Entry, order_id: Option<Uuid>, reason: &str) -> Result<()> {
-        tracing::warn!(stream_id = %entry.id, ?order_id, reason, "dead-lettering a stream entry");
-        let order_id = order_id.map(|id| id.to_string()).unwrap_or_default();
-        let _: String = redis::cmd("XADD")
-            .arg(&self.cfg.dead_letter_stream)
-            .arg("*")
-            .arg("order_id")
-            .arg(order_id)
-            .arg("stream_id")
-            .arg(&entry.id)
-            .arg("reason")
-            .arg(reason)
-            .arg("payload")
-            .arg(entry.payload())
-            .query_async(&mut *self.conn().await?)
-            .await
-            .context("XADD to the dead-letter stream")?;
-        metrics::counter!("mediator_dead_letters_total").increment(1);
-        Ok(())
-    }
-
-    /// XACK plus the "order is final" signal that long-polling readers of the order API wait on,
-    /// in one round trip. The signal is a hint: a reader that misses it re-reads at its deadline.
-    async fn ack_final(&self, stream_id: &str, order_id: Uuid) -> Result<()> {
-        let _: () = redis::pipe()
-            .cmd("XACK")
-            .arg(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg(stream_id)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(order::outbox::final_channel(&self.cfg.orders_stream))
-            .arg(order_id.to_string())
-            .ignore()
-            .query_async(&mut *self.conn().await?)
-            .await
-            .context("XACK + PUBLISH")?;
-        Ok(())
-    }
-
-    async fn ack(&self, stream_id: &str) -> Result<()> {
-        let _: i64 = redis::cmd("XACK")
-            .arg(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg(stream_id)
-            .query_async(&mut *self.conn().await?)
-            .await
-            .context("XACK")?;
-        Ok(())
-    }
-
-    /// How often each entry (now this consumer's) has been delivered.
-    async fn delivery_counts(&self, entries: &[Entry]) -> Result<HashMap<String, u64>> {
-        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-            return Ok(HashMap::new());
-        };
-        let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg(&first.id)
-            .arg(&last.id)
-            .arg(entries.len() + self.cfg.concurrency)
-            .arg(&self.cfg.consumer)
-            .query_async(&mut *self.conn().await?)
-            .await
-            .context("XPENDING")?;
-        Ok(pending
-            .ids
-            .into_iter()
-            .map(|p| (p.id, p.times_delivered as u64))
-            .collect())
     }
 
     /// Refreshes the entries in flight here, a few times per CLAIM_MIN_IDLE_MS, until `drained`.
@@ -477,7 +303,7 @@ impl Inner {
             if let Err(e) = self.claim_idle().await {
                 tracing::warn!("claiming idle entries failed: {e:#}");
             }
-            if let Err(e) = self.trim().await {
+            if let Err(e) = self.stream.trim().await {
                 tracing::warn!("trimming the orders stream failed: {e:#}");
             }
         }
@@ -495,14 +321,7 @@ impl Inner {
         if ids.is_empty() {
             return Ok(());
         }
-        let lost: Vec<String> = HEARTBEAT
-            .key(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg(&self.cfg.consumer)
-            .arg(&ids)
-            .invoke_async(&mut *self.conn().await?)
-            .await
-            .context("heartbeat script")?;
+        let lost = self.stream.heartbeat(&ids).await?;
         if !lost.is_empty() {
             // Taken over while this process was paused (or acknowledged by another owner): its run
             // here goes on, racing the other owner's safely.
@@ -518,29 +337,15 @@ impl Inner {
     async fn claim_idle(self: &Arc<Self>) -> Result<()> {
         let mut cursor = "0-0".to_owned();
         loop {
-            let first = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                permit = self.permits.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => return Ok(()),
-                },
+            let Some(first) = self.slot().await else {
+                return Ok(());
             };
             let free = self.permits.available_permits() + 1;
-            let reply: Value = redis::cmd("XAUTOCLAIM")
-                .arg(&self.cfg.orders_stream)
-                .arg(&self.cfg.group)
-                .arg(&self.cfg.consumer)
-                .arg(self.cfg.claim_min_idle.as_millis() as u64)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(free)
-                .query_async(&mut *self.conn().await?)
-                .await
-                .context("XAUTOCLAIM")?;
-            let (next, claimed) = autoclaim_reply(&reply);
+            let claimed = self.stream.claim_idle(&cursor, free).await?;
             let entries: Vec<Entry> = {
                 let in_flight = self.in_flight();
                 claimed
+                    .entries
                     .into_iter()
                     .filter(|e| !in_flight.contains_key(&e.id))
                     .collect()
@@ -548,92 +353,18 @@ impl Inner {
             if !entries.is_empty() {
                 tracing::info!(entries = entries.len(), "took over idle entries");
                 metrics::counter!("mediator_claimed_entries_total").increment(entries.len() as u64);
-                let counts = self.delivery_counts(&entries).await?;
+                let counts = self.stream.delivery_counts(&entries).await?;
                 let mut first = Some(first);
                 for entry in entries {
                     let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
                     self.dispatch(entry, deliveries, first.take()).await;
                 }
             }
-            match next {
+            match claimed.next {
                 Some(next) if next != "0-0" => cursor = next,
                 _ => return Ok(()),
             }
         }
-    }
-
-    /// Deletes the entries every consumer group of the stream is done with: those before the
-    /// oldest pending entry, or before the last delivered one when nothing is pending.
-    async fn trim(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.cfg.orders_stream)
-            .query_async(&mut *conn)
-            .await
-            .context("XINFO GROUPS")?;
-        let mut keep_from: Option<(u64, u64)> = None;
-        for group in &groups.groups {
-            let oldest_needed = if group.pending > 0 {
-                let summary: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
-                    .arg(&self.cfg.orders_stream)
-                    .arg(&group.name)
-                    .query_async(&mut *conn)
-                    .await
-                    .context("XPENDING summary")?;
-                match summary {
-                    redis::streams::StreamPendingReply::Data(d) => d.start_id,
-                    _ => group.last_delivered_id.clone(),
-                }
-            } else {
-                group.last_delivered_id.clone()
-            };
-            let Some(id) = parse_stream_id(&oldest_needed) else {
-                return Ok(());
-            };
-            keep_from = Some(keep_from.map_or(id, |k| k.min(id)));
-        }
-        let Some((ms, seq)) = keep_from.filter(|k| *k > (0, 0)) else {
-            return Ok(());
-        };
-        let _: i64 = redis::cmd("XTRIM")
-            .arg(&self.cfg.orders_stream)
-            .arg("MINID")
-            .arg("~")
-            .arg(format!("{ms}-{seq}"))
-            .query_async(&mut *conn)
-            .await
-            .context("XTRIM")?;
-        Ok(())
-    }
-
-    /// Removes this consumer from the group, unless entries are still pending for it (removing
-    /// it would drop them from the group's pending list: they would never be recovered).
-    async fn leave_group_if_idle(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
-            .arg(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg("-")
-            .arg("+")
-            .arg(1)
-            .arg(&self.cfg.consumer)
-            .query_async(&mut *conn)
-            .await
-            .context("XPENDING")?;
-        if !pending.ids.is_empty() {
-            tracing::info!("entries still pending for this consumer: staying in the group");
-            return Ok(());
-        }
-        let _: i64 = redis::cmd("XGROUP")
-            .arg("DELCONSUMER")
-            .arg(&self.cfg.orders_stream)
-            .arg(&self.cfg.group)
-            .arg(&self.cfg.consumer)
-            .query_async(&mut *conn)
-            .await
-            .context("XGROUP DELCONSUMER")?;
-        Ok(())
     }
 }
 
@@ -663,116 +394,5 @@ impl Drop for InFlight {
         let mut in_flight = self.inner.in_flight();
         in_flight.remove(&self.id);
         metrics::gauge!("mediator_sagas_in_flight").set(in_flight.len() as f64);
-    }
-}
-
-// ------------------------------------------------------------------ reply parsing
-// Parsed by hand: an entry deleted from the stream comes back from the pending list with a nil
-// field list, which must surface as a malformed entry (dead-lettered), not as a reply error.
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-/// `[[id, [field, value, ...] | nil], ...]`
-fn entries(v: &Value) -> Vec<Entry> {
-    let Value::Array(items) = v else {
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| {
-            let Value::Array(parts) = item else {
-                return None;
-            };
-            let id = text(parts.first()?)?;
-            let fields = match parts.get(1) {
-                Some(Value::Array(kv)) => kv
-                    .chunks(2)
-                    .filter_map(|pair| Some((text(pair.first()?)?, text(pair.get(1)?)?)))
-                    .collect(),
-                Some(Value::Map(kv)) => kv
-                    .iter()
-                    .filter_map(|(k, v)| Some((text(k)?, text(v)?)))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            Some(Entry { id, fields })
-        })
-        .collect()
-}
-
-/// An XREADGROUP reply: nil, `[[stream, entries]]`, or (RESP3) `{stream: entries}`.
-fn read_reply_entries(v: &Value) -> Vec<Entry> {
-    match v {
-        Value::Array(streams) => streams
-            .iter()
-            .flat_map(|s| match s {
-                Value::Array(parts) => parts.get(1).map(entries).unwrap_or_default(),
-                _ => Vec::new(),
-            })
-            .collect(),
-        Value::Map(streams) => streams.iter().flat_map(|(_, e)| entries(e)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// An XAUTOCLAIM reply: `[next cursor, entries, deleted ids]`.
-fn autoclaim_reply(v: &Value) -> (Option<String>, Vec<Entry>) {
-    let Value::Array(parts) = v else {
-        return (None, Vec::new());
-    };
-    let next = parts.first().and_then(text);
-    let claimed = parts.get(1).map(entries).unwrap_or_default();
-    (next, claimed)
-}
-
-fn parse_stream_id(id: &str) -> Option<(u64, u64)> {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
-    #[test]
-    fn parses_read_replies_including_deleted_entries() {
-        let reply = Value::Array(vec![Value::Array(vec![
-            bulk("orders"),
-            Value::Array(vec![
-                Value::Array(vec![
-                    bulk("1-0"),
-                    Value::Array(vec![bulk("order_id"), bulk("x")]),
-                ]),
-                Value::Array(vec![bulk("2-0"), Value::Nil]),
-            ]),
-        ])]);
-        let e = read_reply_entries(&reply);
-        assert_eq!(e.len(), 2);
-        assert_eq!(e[0].id, "1-0");
-        assert_eq!(e[0].fields, [("order_id".to_string(), "x".to_string())]);
-        assert!(e[1].fields.is_empty());
-        assert!(e[1].order_id().is_none());
-        assert!(read_reply_entries(&Value::Nil).is_empty());
-    }
-
-    #[test]
-    fn parses_stream_ids() {
-        assert_eq!(
-            parse_stream_id("1700000000000-3"),
-            Some((1_700_000_000_000, 3))
-        );
-        assert_eq!(parse_stream_id("0-0"), Some((0, 0)));
-        assert_eq!(parse_stream_id("x"), None);
     }
 }

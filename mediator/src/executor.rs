@@ -25,7 +25,7 @@ use crate::{
 };
 use anyhow::{Result, bail};
 use backon::{ExponentialBuilder, Retryable};
-use order::db::{self, NewStep, Order, Status, StepKind, StepOutcome};
+use order_store::db::{self, NewStep, Order, Status, StepKind, StepOutcome};
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -90,18 +90,6 @@ impl Executor {
         self.retrying(|| db::find_order(&self.pool, order_id)).await
     }
 
-    async fn transition(
-        &self,
-        order_id: Uuid,
-        from: Status,
-        to: Status,
-        reason: Option<&str>,
-        steps: &[NewStep],
-    ) -> Result<bool> {
-        self.retrying(|| db::transition(&self.pool, order_id, from, to, reason, steps))
-            .await
-    }
-
     /// Drives `order_id` to a final state (or as far as it can until shutdown).
     pub async fn run(&self, order_id: Uuid, mode: Mode) -> Result<Disposition> {
         let Some(order) = self.load(order_id).await? else {
@@ -153,52 +141,26 @@ impl Executor {
             ));
             state = state.apply(event)?;
         }
-        let disposition = match &state {
-            State::Completed => {
-                if self
-                    .transition(order.id, Status::Pending, Status::Completed, None, &log)
-                    .await?
-                {
-                    metrics::counter!("sagas_completed_total").increment(1);
-                    Disposition::Final(Status::Completed)
-                } else {
-                    self.follow_recorded(order.id).await?
-                }
-            }
-            State::Failed(reason) => {
-                let failed = self
-                    .transition(
-                        order.id,
-                        Status::Pending,
-                        Status::Failed,
-                        Some(reason),
-                        &log,
-                    )
-                    .await?;
-                if failed {
-                    count_failure(reason);
-                    Disposition::Final(Status::Failed)
-                } else {
-                    self.follow_recorded(order.id).await?
-                }
-            }
-            State::Compensating { reason, .. } => {
-                let decided = self
-                    .transition(
-                        order.id,
-                        Status::Pending,
-                        Status::Compensating,
-                        Some(reason),
-                        &log,
-                    )
-                    .await?;
-                if decided {
-                    self.compensate_then_fail(order, state.clone()).await?
-                } else {
-                    self.follow_recorded(order.id).await?
-                }
-            }
+        let (to, reason) = match &state {
+            State::Completed => (Status::Completed, None),
+            State::Failed(reason) => (Status::Failed, Some(reason.as_ref())),
+            State::Compensating { reason, .. } => (Status::Compensating, Some(reason.as_ref())),
             other => bail!("the saga of order {} stopped in {other:?}", order.id),
+        };
+        let moved = self
+            .retrying(|| db::transition(&self.pool, order.id, Status::Pending, to, reason, &log))
+            .await?;
+        let disposition = match to {
+            _ if !moved => self.follow_recorded(order.id).await?,
+            Status::Compensating => self.compensate_then_fail(order, state.clone()).await?,
+            Status::Failed => {
+                count_failure(reason.unwrap_or_default());
+                Disposition::Final(Status::Failed)
+            }
+            _ => {
+                metrics::counter!("sagas_completed_total").increment(1);
+                Disposition::Final(Status::Completed)
+            }
         };
         if let Disposition::Final(status) = disposition {
             metrics::histogram!("saga_duration_seconds", "status" => status.as_str())
@@ -217,8 +179,9 @@ impl Executor {
             bail!("compensations of order {} ended in {state:?}", order.id);
         };
         // The reason recorded with the abort decision stays.
+        let (from, to) = (Status::Compensating, Status::Failed);
         if self
-            .transition(order.id, Status::Compensating, Status::Failed, None, &log)
+            .retrying(|| db::transition(&self.pool, order.id, from, to, None, &log))
             .await?
         {
             count_failure(reason);
@@ -295,13 +258,17 @@ impl Executor {
     /// A pending order whose entry is dead-lettered: abort it, undo everything, fail it.
     async fn abort_unprocessable(&self, order: &Order) -> Result<Disposition> {
         let decided = self
-            .transition(
-                order.id,
-                Status::Pending,
-                Status::Compensating,
-                Some(UNPROCESSABLE_REASON),
-                &[],
-            )
+            .retrying(|| {
+                let (from, to) = (Status::Pending, Status::Compensating);
+                db::transition(
+                    &self.pool,
+                    order.id,
+                    from,
+                    to,
+                    Some(UNPROCESSABLE_REASON),
+                    &[],
+                )
+            })
             .await?;
         if !decided {
             return self.follow_recorded(order.id).await;

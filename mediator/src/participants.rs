@@ -16,7 +16,7 @@ use crate::{
 };
 use anyhow::Result;
 use backon::{ExponentialBuilder, Retryable};
-use order::db::Order;
+use order_store::db::Order;
 use reqwest::{Method, StatusCode};
 use shop_common::{client::InternalClient, config::Secret, error::ErrorBody, ledger::HoldRequest};
 use std::{sync::Mutex, time::Duration};

@@ -30,7 +30,7 @@
 //!   later action of any run for this order is refused with `order_cancelled`, so nothing can be
 //!   taken after the order failed, whoever is still running.
 
-use order::db::Order;
+use order_store::db::Order;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,6 +212,14 @@ mod tests {
         (done, state)
     }
 
+    /// The saga started, its first `k` steps succeeded, then step `k` ends with `last`.
+    fn after_steps(k: usize, last: Event) -> Vec<Event> {
+        let mut events = vec![Event::Start];
+        events.extend((0..k).map(|_| Event::StepSucceeded));
+        events.push(last);
+        events
+    }
+
     fn failed(reason: &str) -> State {
         State::Failed(reason.to_owned().into())
     }
@@ -238,50 +246,27 @@ mod tests {
         assert!(state.is_final());
     }
 
+    /// A rejected step fails the saga with that step's reason, once the steps before it are
+    /// undone in reverse order (the rejected one untouched).
     #[test]
-    fn first_step_rejected_fails_with_nothing_to_undo() {
-        let state = run([Event::Start, Event::StepRejected("item_unavailable".into())]).unwrap();
-        assert_eq!(state, failed("Can not reserve the item"));
-    }
-
-    #[test]
-    fn slot_rejected_releases_the_item_only() {
-        let state = run([
-            Event::Start,
-            Event::StepSucceeded,
-            Event::StepRejected("slot_unavailable".into()),
-        ])
-        .unwrap();
-        let (undone, end) = compensations(state);
-        assert_eq!(undone, [0]);
-        assert_eq!(end, failed("Can not get the delivery slot"));
-    }
-
-    #[test]
-    fn money_rejected_compensates_slot_then_item() {
-        let state = run([
-            Event::Start,
-            Event::StepSucceeded,
-            Event::StepSucceeded,
-            Event::StepRejected("insufficient_funds".into()),
-        ])
-        .unwrap();
-        let (undone, end) = compensations(state);
-        assert_eq!(
-            undone,
-            [1, 0],
-            "reverse order, the rejected charge untouched"
-        );
-        assert_eq!(end, failed("Not enough money"));
+    fn a_rejected_step_undoes_the_earlier_steps_in_reverse() {
+        let cases: [(usize, &str, &[usize], &str); 3] = [
+            (0, "item_unavailable", &[], "Can not reserve the item"),
+            (1, "slot_unavailable", &[0], "Can not get the delivery slot"),
+            (2, "insufficient_funds", &[1, 0], "Not enough money"),
+        ];
+        for (k, code, undo, reason) in cases {
+            let rejected = run(after_steps(k, Event::StepRejected(code.into()))).unwrap();
+            let (undone, end) = compensations(rejected);
+            assert_eq!(undone, undo, "{code}");
+            assert_eq!(end, failed(reason), "{code}");
+        }
     }
 
     #[test]
     fn an_unknown_outcome_compensates_every_step_later_ones_included() {
         for (k, step) in STEPS.iter().enumerate() {
-            let mut events = vec![Event::Start];
-            events.extend((0..k).map(|_| Event::StepSucceeded));
-            events.push(Event::StepUnknown);
-            let (undone, end) = compensations(run(events).unwrap());
+            let (undone, end) = compensations(run(after_steps(k, Event::StepUnknown)).unwrap());
             assert_eq!(undone, [2, 1, 0], "unknown at step {k}: all, in reverse");
             let reason = unavailable_reason(step.participant);
             assert_eq!(end, State::Failed(reason.into()));

@@ -19,7 +19,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     // The order service's migrations: both processes may apply them, sqlx serialises that.
-    let pool = db::connect_and_migrate(&config.database, &order::MIGRATOR).await?;
+    let pool = db::connect_and_migrate(&config.database, &order_store::MIGRATOR).await?;
     let redis = redis::pool(&config.redis_url)?;
 
     let stop = CancellationToken::new();

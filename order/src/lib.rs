@@ -1,9 +1,9 @@
-//! order: owns the `orders` database — orders, their saga status and the saga log — and the
-//! public order API. Creating an order stores it and publishes it on the orders stream; the
-//! mediator (this service's worker, sharing the database through [`db`]) runs its saga.
+//! order: the public order API over the `orders` database — orders, their saga status and the
+//! saga log. Creating an order stores it and publishes it on the orders stream; the mediator (this
+//! service's worker) runs its saga. The database and the stream's names are `order_store`'s,
+//! shared with the mediator.
 
 mod config;
-pub mod db;
 mod error;
 pub mod outbox;
 mod routes;
@@ -11,4 +11,4 @@ mod signals;
 mod startup;
 
 pub use config::Config;
-pub use startup::{MIGRATOR, build_router, run};
+pub use startup::run;

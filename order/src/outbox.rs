@@ -15,8 +15,8 @@
 //! which the mediator tolerates (REPUBLISH_AFTER_SECS should stay well above [`FLUSH_DELAY`], or
 //! unfinished orders are published twice).
 
-use crate::db;
 use anyhow::{Context, Result};
+use order_store::{db, stream::FIELD};
 use shop_common::redis::RedisPool;
 use sqlx::PgPool;
 use std::{collections::VecDeque, sync::Arc, time::Duration};
@@ -24,14 +24,6 @@ use time::OffsetDateTime;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-/// The stream entry's one field.
-pub const FIELD: &str = "order_id";
-
-/// The pub/sub channel on which the mediator announces orders that reached a final state.
-pub fn final_channel(stream: &str) -> String {
-    format!("{stream}.final")
-}
 
 /// A POST never waits longer than this for Redis: past it the order is left to the sweep.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);

@@ -5,11 +5,7 @@
 //! different body. A replay never publishes: an order its first POST could not publish is the
 //! sweep's.
 
-use crate::{
-    db::{self, Inserted, NewOrder, Order, SagaStep, Status},
-    error::OrderError,
-    startup::AppState,
-};
+use crate::{error::OrderError, startup::AppState};
 use axum::{
     Json, Router,
     extract::State,
@@ -17,6 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use order_store::db::{self, Inserted, NewOrder, Order, SagaStep, Status};
 use serde::{Deserialize, Serialize};
 use shop_common::{
     ApiError,

@@ -8,18 +8,17 @@ use crate::{
 };
 use anyhow::Result;
 use axum::{Router, extract::FromRef};
+use order_store::{MIGRATOR, stream::final_channel};
 use shop_common::{
     auth::JwtKeys,
     db as pg,
     http::{self, LongPolls, Readiness},
     redis::{self, RedisPool},
 };
-use sqlx::{PgPool, migrate::Migrator};
+use sqlx::PgPool;
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
-
-pub static MIGRATOR: Migrator = sqlx::migrate!();
 
 /// How long `run` waits, after the server stopped, for the last publication flags to be written.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
@@ -30,11 +29,6 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub outbox: Outbox,
     pub signals: Arc<FinalSignals>,
-}
-
-/// The API router. Must be called inside a Tokio runtime (it starts the outbox's flusher).
-pub fn build_router(pool: PgPool, redis: RedisPool, config: &Config) -> Router {
-    build(pool, redis, config, CancellationToken::new()).0
 }
 
 /// The router, and the tasks behind it: the flusher (ends when the router is dropped) and the
@@ -48,7 +42,7 @@ fn build(
     let signals = Arc::<FinalSignals>::default();
     let listener = tokio::spawn(signals.clone().listen(
         config.redis_url.clone(),
-        outbox::final_channel(&config.orders_stream),
+        final_channel(&config.orders_stream),
         stop,
     ));
     let (outbox, flusher) = Outbox::new(pool.clone(), redis, &config.orders_stream);

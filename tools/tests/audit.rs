@@ -191,7 +191,7 @@ async fn world() -> World {
         slots: pool(&url(Database::Slots)).await,
     };
     migrate(&dbs.billing, &billing::MIGRATOR, "billing").await;
-    migrate(&dbs.orders, &order::MIGRATOR, "order").await;
+    migrate(&dbs.orders, &order_store::MIGRATOR, "order").await;
     migrate(&dbs.items, &items::MIGRATOR, "items").await;
     migrate(&dbs.slots, &slots::MIGRATOR, "slots").await;
 

@@ -138,8 +138,8 @@ async fn each_service_owns_its_database_as_its_own_role() {
     let services: [(&str, &Migrator); 6] = [
         ("auth", &auth::MIGRATOR),
         ("billing", &billing::MIGRATOR),
-        ("order", &order::MIGRATOR),
-        ("mediator", &order::MIGRATOR),
+        ("order", &order_store::MIGRATOR),
+        ("mediator", &order_store::MIGRATOR),
         ("items", &items::MIGRATOR),
         ("slots", &slots::MIGRATOR),
     ];

@@ -207,6 +207,23 @@ where
     }
 }
 
+/// Polls `check` until it holds, for at most `within`: a test waits, bounded, for what must
+/// happen, and fails naming `what` if it does not.
+pub async fn eventually(
+    within: std::time::Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs `future` on a fresh multi-threaded runtime, for tests that are not `#[tokio::test]`s
 /// (proptest cases); several workers so that concurrent requests really overlap on the server.
 pub fn block_on<F: Future>(future: F) -> F::Output {

@@ -43,9 +43,12 @@ async fn a_database_that_never_comes_is_given_up_after_the_bound_with_a_clear_er
     ];
     for (url, target) in unreachable {
         let started = Instant::now();
-        let error = connect_and_migrate(&database(url, Duration::from_secs(1)), &order::MIGRATOR)
-            .await
-            .expect_err("nothing listens there");
+        let error = connect_and_migrate(
+            &database(url, Duration::from_secs(1)),
+            &order_store::MIGRATOR,
+        )
+        .await
+        .expect_err("nothing listens there");
         let waited = started.elapsed();
         let message = format!("{error:#}");
         assert!(
@@ -76,7 +79,7 @@ async fn a_missing_database_is_not_waited_for() {
     let started = Instant::now();
     let error = connect_and_migrate(
         &database(format!("{server}/{name}"), Duration::from_secs(60)),
-        &order::MIGRATOR,
+        &order_store::MIGRATOR,
     )
     .await
     .expect_err("the database does not exist");
@@ -103,7 +106,7 @@ async fn a_database_that_comes_later_is_waited_for() {
             startup_wait: Duration::from_secs(60),
             ..via_link
         };
-        connect_and_migrate(&config, &order::MIGRATOR).await
+        connect_and_migrate(&config, &order_store::MIGRATOR).await
     });
     // Refused for a while: still waiting, not failed.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -129,7 +132,7 @@ async fn a_database_that_comes_later_is_waited_for() {
 #[tokio::test]
 async fn replicas_starting_together_apply_each_migration_once() {
     let fresh = testing::fresh_database().await;
-    let starts = (0..6).map(|_| connect_and_migrate(&fresh, &order::MIGRATOR));
+    let starts = (0..6).map(|_| connect_and_migrate(&fresh, &order_store::MIGRATOR));
     let pools: Vec<_> = futures::future::join_all(starts)
         .await
         .into_iter()
@@ -141,6 +144,6 @@ async fn replicas_starting_together_apply_each_migration_once() {
     .fetch_one(&pools[0])
     .await
     .unwrap();
-    let expected = order::MIGRATOR.iter().count() as i64;
+    let expected = order_store::MIGRATOR.iter().count() as i64;
     assert_eq!((applied, distinct), (expected, expected));
 }

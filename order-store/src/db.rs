@@ -1,11 +1,12 @@
-//! All SQL on the `orders` database: the order API's and the mediator's. The mediator shares this
-//! database as the order service's worker and reaches it only through these functions, so every
-//! status transition and its guard is written here, once.
+//! All SQL on the `orders` database: the order API's and the mediator's. Both services reach it
+//! only through these functions, so every status transition and its guard is written here, once.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use shop_common::domain::Money;
-use sqlx::{FromRow, PgExecutor, PgPool, Row};
+use sqlx::{
+    Arguments, FromRow, PgExecutor, PgPool, Row, error::BoxDynError, postgres::PgArguments,
+};
 use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -360,6 +361,28 @@ impl StepColumns {
             finished_at: steps.iter().map(|s| s.finished_at).collect(),
         }
     }
+
+    /// The statement's arguments: `leading` ones first, then the six columns of `steps`.
+    fn after(
+        steps: &[NewStep],
+        leading: impl FnOnce(&mut PgArguments) -> Result<(), BoxDynError>,
+    ) -> Result<PgArguments> {
+        let c = Self::of(steps);
+        let mut args = PgArguments::default();
+        let add = || -> Result<(), BoxDynError> {
+            leading(&mut args)?;
+            args.add(&c.participant)?;
+            args.add(&c.kind)?;
+            args.add(&c.outcome)?;
+            args.add(&c.error_code)?;
+            args.add(&c.started_at)?;
+            args.add(&c.finished_at)
+        };
+        add()
+            .map_err(anyhow::Error::from_boxed)
+            .context("encoding the saga steps")?;
+        Ok(args)
+    }
 }
 
 /// The guarded status transition `from -> to`, with `steps` appended to the saga log, in ONE
@@ -380,8 +403,13 @@ pub async fn transition(
     reason: Option<&str>,
     steps: &[NewStep],
 ) -> Result<bool> {
-    let c = StepColumns::of(steps);
-    let moved: i64 = sqlx::query_scalar(
+    let args = StepColumns::after(steps, |args| {
+        args.add(order_id)?;
+        args.add(from)?;
+        args.add(to)?;
+        args.add(reason)
+    })?;
+    let moved: i64 = sqlx::query_scalar_with(
         "WITH moved AS ( \
             UPDATE orders SET status = $3, reason = COALESCE($4, reason), updated_at = now(), \
                 published_at = COALESCE(published_at, now()) \
@@ -398,17 +426,8 @@ pub async fn transition(
                  WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
                                       started_at, finished_at, ord)) \
          SELECT count(*) FROM moved",
+        args,
     )
-    .bind(order_id)
-    .bind(from)
-    .bind(to)
-    .bind(reason)
-    .bind(&c.participant)
-    .bind(&c.kind)
-    .bind(&c.outcome)
-    .bind(&c.error_code)
-    .bind(&c.started_at)
-    .bind(&c.finished_at)
     .fetch_one(pool)
     .await
     .with_context(|| format!("moving order {order_id} from {from:?} to {to:?}"))?;
@@ -422,8 +441,8 @@ pub async fn append_steps(pool: &PgPool, order_id: Uuid, steps: &[NewStep]) -> R
     if steps.is_empty() {
         return Ok(());
     }
-    let c = StepColumns::of(steps);
-    sqlx::query(
+    let args = StepColumns::after(steps, |args| args.add(order_id))?;
+    sqlx::query_with(
         "INSERT INTO saga_steps \
             (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
          SELECT $1, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
@@ -434,14 +453,8 @@ pub async fn append_steps(pool: &PgPool, order_id: Uuid, steps: &[NewStep]) -> R
               WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
                                    started_at, finished_at, ord) \
          ON CONFLICT (order_id, seq) DO NOTHING",
+        args,
     )
-    .bind(order_id)
-    .bind(&c.participant)
-    .bind(&c.kind)
-    .bind(&c.outcome)
-    .bind(&c.error_code)
-    .bind(&c.started_at)
-    .bind(&c.finished_at)
     .execute(pool)
     .await
     .context("appending to the saga log")?;

@@ -252,36 +252,67 @@ async fn act(
     if let Some(refused) = token_refused(&headers) {
         return refused;
     }
-    let body: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
-    ctx.journal.lock().unwrap().push(Call {
-        participant: ctx.name,
-        method: "PUT",
-        order_id,
-        body,
-    });
-    let answer = {
-        let mut s = ctx.script.lock().unwrap();
-        let default = s.put_default.clone().unwrap_or(Answer::Ok);
-        s.put.pop_front().unwrap_or(default)
-    };
+    let body = serde_json::from_slice(&body).ok();
+    let answer = ctx.record("PUT", order_id, body);
+    respond(
+        &ctx,
+        answer,
+        || apply(&ctx, order_id, None),
+        |code| apply(&ctx, order_id, Some(code)),
+    )
+    .await
+}
+
+impl Ctx {
+    /// Writes the call to the journal; the answer scripted for it.
+    fn record(
+        &self,
+        method: &'static str,
+        order_id: Uuid,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        self.journal.lock().unwrap().push(Call {
+            participant: self.name,
+            method,
+            order_id,
+            body,
+        });
+        let mut script = self.script.lock().unwrap();
+        let s = &mut *script;
+        let (queue, default) = match method {
+            "PUT" => (&mut s.put, s.put_default.clone()),
+            _ => (&mut s.delete, s.delete_default.clone()),
+        };
+        queue.pop_front().unwrap_or(default.unwrap_or(Answer::Ok))
+    }
+}
+
+/// Answers as scripted: `honour` is what the contract does (take the hold, or release it),
+/// `refuse` a refusal with a code.
+async fn respond(
+    ctx: &Ctx,
+    answer: Answer,
+    honour: impl Fn() -> Response,
+    refuse: impl Fn(&str) -> Response,
+) -> Response {
     match answer {
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             status(500)
         }
         Answer::Fail(code) => status(code),
+        Answer::Reject(code) => refuse(code),
         Answer::Delay(d) => {
             tokio::time::sleep(d).await;
-            apply(&ctx, order_id, None)
+            honour()
         }
         Answer::Gated => {
-            gate(&ctx).await;
-            apply(&ctx, order_id, None)
+            gate(ctx).await;
+            honour()
         }
-        Answer::Ok => apply(&ctx, order_id, None),
-        Answer::Reject(code) => apply(&ctx, order_id, Some(code)),
+        Answer::Ok => honour(),
         Answer::ApplyThenFail(code) => {
-            apply(&ctx, order_id, None);
+            honour();
             status(code)
         }
     }
@@ -334,38 +365,8 @@ async fn compensate(
     if let Some(refused) = token_refused(&headers) {
         return refused;
     }
-    ctx.journal.lock().unwrap().push(Call {
-        participant: ctx.name,
-        method: "DELETE",
-        order_id,
-        body: None,
-    });
-    let answer = {
-        let mut s = ctx.script.lock().unwrap();
-        let default = s.delete_default.clone().unwrap_or(Answer::Ok);
-        s.delete.pop_front().unwrap_or(default)
-    };
-    match answer {
-        Answer::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            status(500)
-        }
-        Answer::Fail(code) => status(code),
-        Answer::Reject(code) => refusal(code),
-        Answer::Delay(d) => {
-            tokio::time::sleep(d).await;
-            release(&ctx, order_id)
-        }
-        Answer::Gated => {
-            gate(&ctx).await;
-            release(&ctx, order_id)
-        }
-        Answer::Ok => release(&ctx, order_id),
-        Answer::ApplyThenFail(code) => {
-            release(&ctx, order_id);
-            status(code)
-        }
-    }
+    let answer = ctx.record("DELETE", order_id, None);
+    respond(&ctx, answer, || release(&ctx, order_id), refusal).await
 }
 
 /// The compensation: releases a hold or leaves a tombstone; idempotent.
