@@ -29,6 +29,26 @@ struct Api {
     writes: usize,
 }
 
+impl Api {
+    /// The Secret exists with `data`.
+    fn holding(data: Map<String, Value>) -> Self {
+        let secret = Some((data, 3));
+        Self {
+            secret,
+            ..Self::default()
+        }
+    }
+
+    /// The Secret is absent, and another writer creates it with `theirs` just before our POST.
+    fn raced_by(theirs: Map<String, Value>) -> Self {
+        let created_by_another_writer = Some(theirs);
+        Self {
+            created_by_another_writer,
+            ..Self::default()
+        }
+    }
+}
+
 type Shared = Arc<Mutex<Api>>;
 
 fn authorized(headers: &HeaderMap) -> bool {
@@ -151,6 +171,15 @@ fn data_of(api: &Shared) -> Map<String, Value> {
         .0
 }
 
+/// A run finds every key in the Secret, which holds `data` after `writes` writes in all, and
+/// leaves it as it is.
+async fn assert_left_as_it_is(api: &Shared, url: &str, data: &Map<String, Value>, writes: usize) {
+    let ran = run(url, &KEYS).await;
+    assert_reported(&ran, "exists with every key; unchanged");
+    assert_eq!(&data_of(api), data);
+    assert_eq!(api.lock().unwrap().writes, writes);
+}
+
 #[tokio::test]
 async fn an_absent_secret_is_created_with_random_hex_values_and_then_never_changed() {
     let (api, url) = fake_api(Api::default()).await;
@@ -177,21 +206,13 @@ async fn an_absent_secret_is_created_with_random_hex_values_and_then_never_chang
     }
     assert!(values[0] != values[1] && values[1] != values[2] && values[0] != values[2]);
 
-    let ran = run(&url, &KEYS).await;
-    assert_reported(&ran, "exists with every key; unchanged");
-    assert_eq!(data_of(&api), created);
-    assert_eq!(api.lock().unwrap().writes, 1);
+    assert_left_as_it_is(&api, &url, &created, 1).await;
 }
 
 #[tokio::test]
 async fn only_missing_keys_are_added() {
     let existing = Map::from_iter([("JWT_SECRET".into(), encoded("kept-as-it-was"))]);
-    let secret = Some((existing, 3));
-    let (api, url) = fake_api(Api {
-        secret,
-        ..Api::default()
-    })
-    .await;
+    let (api, url) = fake_api(Api::holding(existing)).await;
 
     let ran = run(&url, &KEYS).await;
     assert_reported(
@@ -210,17 +231,9 @@ async fn a_secret_created_meanwhile_by_another_writer_is_kept() {
         .iter()
         .map(|k| (k.to_string(), encoded(&format!("theirs-{k}"))))
         .collect();
-    let created_by_another_writer = Some(theirs.clone());
-    let (api, url) = fake_api(Api {
-        created_by_another_writer,
-        ..Api::default()
-    })
-    .await;
+    let (api, url) = fake_api(Api::raced_by(theirs.clone())).await;
 
-    let ran = run(&url, &KEYS).await;
-    assert_reported(&ran, "exists with every key; unchanged");
-    assert_eq!(data_of(&api), theirs);
-    assert_eq!(api.lock().unwrap().writes, 0);
+    assert_left_as_it_is(&api, &url, &theirs, 0).await;
 }
 
 #[tokio::test]
