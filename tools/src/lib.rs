@@ -11,7 +11,6 @@
 
 pub mod audit;
 pub mod campaign;
-pub mod client;
 pub mod config_table;
 pub mod gateway;
 pub mod manifest;
@@ -20,3 +19,6 @@ pub mod proxy;
 pub mod stack;
 pub mod stores;
 pub mod workload;
+
+/// The shared HTTP client, its own crate so that the services' tests use it too.
+pub use shop_client as client;

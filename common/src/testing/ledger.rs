@@ -7,8 +7,13 @@
 //! to read what is available of a resource, and what its public API lists) and call the checks
 //! from their own, named tests with their own resources. Expectations come from the contract as
 //! the tests state it ([`Contract`]), never from the service's `LedgerSpec`, so a wrong spec fails.
+//!
+//! A participant whose public API lists its resources (items, slots) needs no harness of its own
+//! beyond starting: [`Listed`] is its test app, and [`ledger_contract_tests!`](crate::ledger_contract_tests)
+//! writes its contract tests; billing, which lists nothing, implements [`Participant`] itself.
 
 pub mod conservation;
+mod contract_tests;
 
 use super::{
     Answer, INTERNAL_TOKEN, Service, answer, code,
@@ -16,7 +21,7 @@ use super::{
 };
 use futures::future::join_all;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::{collections::BTreeMap, future::Future};
 use uuid::Uuid;
@@ -135,6 +140,85 @@ pub trait Participant {
     /// How much of `resource` is held, read from the database.
     fn held(&self, resource: &str) -> impl Future<Output = i64> {
         held_in_db(self.pool(), resource)
+    }
+}
+
+/// Where a participant's resources are, inside and out: the table `GET /api/<table>` lists, whose
+/// rows are keyed by the `key` column and hold the `available` column, both also fields of each
+/// listed row.
+#[derive(Debug)]
+pub struct Listing {
+    pub table: &'static str,
+    pub key: &'static str,
+    pub available: &'static str,
+}
+
+/// A participant that lists its resources, started for a test: the service, its ledger, and what
+/// it lists.
+pub struct Listed {
+    pub service: Service,
+    pub ledger: LedgerClient,
+    listing: &'static Listing,
+}
+
+impl Listed {
+    pub fn new(service: Service, contract: &'static Contract, listing: &'static Listing) -> Self {
+        let ledger = LedgerClient::new(&service, contract);
+        Self {
+            service,
+            ledger,
+            listing,
+        }
+    }
+
+    /// `GET /api/<table>`, unsent.
+    pub fn list_request(&self) -> reqwest::RequestBuilder {
+        let url = format!("{}/api/{}", self.service.base, self.listing.table);
+        self.service.http.get(url)
+    }
+
+    /// `GET /api/<table>`: every row as the public API shows it.
+    pub async fn list(&self) -> Vec<Value> {
+        let (status, rows) = answer(self.list_request()).await;
+        assert_eq!(status, 200, "{rows}");
+        serde_json::from_value(rows).expect("a JSON list")
+    }
+}
+
+impl Participant for Listed {
+    fn ledger(&self) -> &LedgerClient {
+        &self.ledger
+    }
+
+    fn pool(&self) -> &PgPool {
+        &self.service.pool
+    }
+
+    async fn available(&self, resource: &str) -> i64 {
+        let Listing {
+            table,
+            key,
+            available,
+        } = self.listing;
+        // The names are the test's constants; the key is compared as text, as the ledger takes it.
+        let sql = format!("SELECT {available}::bigint FROM {table} WHERE {key}::text = $1");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(resource)
+            .fetch_one(&self.service.pool)
+            .await
+            .unwrap_or_else(|e| panic!("reading {available} of {resource:?}: {e}"))
+    }
+
+    async fn listed(&self) -> Vec<(String, i64)> {
+        let Listing { key, available, .. } = self.listing;
+        let row = |r: &Value| {
+            let name = match &r[key] {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (name, r[available].as_i64().expect("an amount"))
+        };
+        self.list().await.iter().map(row).collect()
     }
 }
 

@@ -1,6 +1,9 @@
 //! Test support (feature `testing`): a fresh database per test, the test Redis, fixed secrets, a
-//! service started for a test, the [`ledger`] kit the three saga participants' tests share, and
-//! [`outage`]: a store that goes down in the middle of a test.
+//! service started for a test through its real `run` ([`start`]), the [`ledger`] kit the three saga
+//! participants' tests share, and [`outage`]: a store that goes down in the middle of a test.
+//! Each service's integration tests are one binary (`tests/api/main.rs`) whose `helpers` module
+//! only builds the service's configuration and calls [`start`]; the public API is driven through
+//! the shared `shop-client` where a test acts as a client.
 //! Integration tests need the private Postgres and Redis that `make test` starts; without them a
 //! test fails with a message saying so, it never skips silently.
 
@@ -113,16 +116,6 @@ pub fn assert_released(migrator: &Migrator, released: &[Released]) {
         .map(|r| (r.version, r.description.into(), r.checksum.into()))
         .collect();
     assert_eq!(ours, expected, "a released migration was modified");
-}
-
-/// Serves `app` on a random loopback port for the rest of the test; returns its base URL.
-pub async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding a test port");
-    let base = format!("http://{}", listener.local_addr().expect("local addr"));
-    tokio::spawn(crate::http::serve(listener, app, std::future::pending()));
-    base
 }
 
 /// A bearer token for `username`, signed with the test secret.

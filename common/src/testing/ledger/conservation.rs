@@ -29,6 +29,24 @@ pub struct Space {
     pub weights: Weights,
 }
 
+impl Space {
+    /// A space of actions and compensations only ([`Weights::HOLDS_AND_RELEASES`]).
+    pub const fn holds_and_releases(
+        resources: &'static [&'static str],
+        unknown: &'static str,
+        initial: RangeInclusive<i64>,
+        quantity: RangeInclusive<i64>,
+    ) -> Self {
+        Self {
+            resources,
+            unknown,
+            initial,
+            quantity,
+            weights: Weights::HOLDS_AND_RELEASES,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Weights {
     pub hold: u32,

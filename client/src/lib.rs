@@ -1,7 +1,8 @@
 //! The shop's public API as a client sees it — sign-up and token, wallet and deposits, catalog,
-//! orders and waiting for an order's final state (long polls) — shared by `loadgen`, `chaos` and
-//! the end-to-end tests. It talks to one base URL per service ([`Endpoints`]): all the same behind the gateway,
-//! one per process in a test stack.
+//! orders and waiting for an order's final state (long polls) — shared by `loadgen`, `chaos`, the
+//! end-to-end tests (as `tools::client`) and the services' own integration tests. It talks to one
+//! base URL per service ([`Endpoints`]): all the same behind the gateway, one per process in a test
+//! stack, or only the one service a test started.
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::{Deserialize, de::DeserializeOwned};

@@ -4,30 +4,18 @@
 //! and the property are the shared kit's (`shop_common::testing::ledger`), run on billing's
 //! accounts; what is billing's alone (accounts, deposits, the owner's view of the wallet) is here.
 
+use crate::helpers::{alice_with, behind_a_link, spawn_app};
 use proptest::prelude::*;
-use serde_json::{Value, json};
-use shop_common::{
-    config::DatabaseConfig,
-    domain::Money,
-    testing::{
-        self, Answer, Service, answer, code,
-        ledger::{
-            self, Contract, LedgerClient, Participant,
-            conservation::{self, Scenario, Space, Weights},
-        },
-        outage::Link,
+use serde_json::json;
+use shop_common::testing::{
+    self, code,
+    ledger::{
+        self,
+        conservation::{self, Scenario, Space, Weights},
     },
 };
-use sqlx::PgPool;
 use std::collections::BTreeSet;
 use uuid::Uuid;
-
-/// The charge step as docs/ARCHITECTURE.md states it.
-static CHARGES: Contract = Contract {
-    route: "charges",
-    unknown_code: "account_not_found",
-    exhausted_code: "insufficient_funds",
-};
 
 /// The migrations rendered from the ledger's templates are the files billing released (checksums
 /// from the release), so a database migrated before keeps starting.
@@ -50,131 +38,16 @@ fn the_released_migrations_are_rendered_byte_for_byte() {
     );
 }
 
-struct App {
-    service: Service,
-    ledger: LedgerClient,
-}
-
-/// billing on a fresh database; new wallets start with `initial` cents.
-async fn spawn_app(initial: i64) -> App {
-    let (pool, database) = testing::migrated_pool(&billing::MIGRATOR).await;
-    serve_app(initial, pool, database).await
-}
-
-async fn serve_app(initial: i64, pool: PgPool, database: DatabaseConfig) -> App {
-    let config = billing::Config {
-        http: testing::http(),
-        database: database.clone(),
-        jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
-        initial_wallet: Money::from_minor(initial),
-    };
-    let service = Service {
-        base: testing::serve(billing::build_router(pool.clone(), &config)).await,
-        http: reqwest::Client::new(),
-        pool,
-        database,
-    };
-    let ledger = LedgerClient::new(&service, &CHARGES);
-    App { service, ledger }
-}
-
-impl App {
-    async fn create_account(&self, username: &str) {
-        let body = json!({"username": username, "email": format!("{username}@example.com")});
-        let r = self
-            .service
-            .http
-            .post(format!("{}/internal/accounts", self.service.base));
-        let r = r
-            .header("x-internal-token", testing::INTERNAL_TOKEN)
-            .json(&body);
-        assert_eq!(answer(r).await.0, 201);
-    }
-
-    async fn deposit(&self, username: &str, cents: i64, key: &str) -> Answer {
-        let url = format!("{}/api/accounts/{username}/deposits", self.service.base);
-        let r = self.service.http.post(url);
-        let r = r.bearer_auth(testing::access_token(username));
-        let amount = Money::from_minor(cents).units();
-        answer(
-            r.header("Idempotency-Key", key)
-                .json(&json!({"amount": amount})),
-        )
-        .await
-    }
-
-    /// The wallet in cents, as its owner sees it through the public API.
-    async fn wallet(&self, username: &str) -> i64 {
-        let url = format!("{}/api/accounts/{username}", self.service.base);
-        let r = self.service.http.get(url);
-        let (status, body) = answer(r.bearer_auth(testing::access_token(username))).await;
-        assert_eq!(status, 200, "{body}");
-        cents(&body["wallet"])
-    }
-
-    /// The wallet in cents, read from the database.
-    async fn wallet_in_db(&self, username: &str) -> i64 {
-        sqlx::query_scalar("SELECT wallet FROM accounts WHERE username = $1")
-            .bind(username)
-            .fetch_one(&self.service.pool)
-            .await
-            .expect("reading a wallet")
-    }
-}
-
-impl Participant for App {
-    fn ledger(&self) -> &LedgerClient {
-        &self.ledger
-    }
-
-    fn pool(&self) -> &PgPool {
-        &self.service.pool
-    }
-
-    async fn available(&self, username: &str) -> i64 {
-        self.wallet_in_db(username).await
-    }
-
-    /// There is no public list of accounts: the wallets of the accounts the property creates, each
-    /// as its owner sees it.
-    async fn listed(&self) -> Vec<(String, i64)> {
-        let mut wallets = Vec::new();
-        for account in ACCOUNTS.resources {
-            wallets.push((account.to_string(), self.wallet(account).await));
-        }
-        wallets
-    }
-}
-
-fn cents(units: &Value) -> i64 {
-    (units.as_f64().expect("an amount") * 100.0).round() as i64
-}
-
-/// billing whose new wallets hold `initial` cents, with an account for alice.
-async fn alice_with(initial: i64) -> App {
-    let app = spawn_app(initial).await;
-    app.create_account("alice").await;
-    app
-}
-
-/// A billing service that reaches its database through a [`Link`] the test can cut.
-async fn behind_a_link(initial: i64) -> (Link, App) {
-    let (_, direct) = testing::migrated_pool(&billing::MIGRATOR).await;
-    let (link, database) = Link::to_database(&direct).await;
-    let pool = shop_common::db::connect_and_migrate(&database, &billing::MIGRATOR)
-        .await
-        .unwrap();
-    (link, serve_app(initial, pool, database).await)
-}
-
 #[tokio::test]
 async fn with_its_database_down_billing_answers_503_unavailable() {
     let (link, app) = behind_a_link(10_000).await;
     app.create_account("alice").await;
     let url = format!("{}/api/accounts/alice", app.service.base);
-    let account = app.service.http.get(url);
-    let account = account.bearer_auth(testing::access_token("alice"));
+    let account = app
+        .service
+        .http
+        .get(url)
+        .bearer_auth(testing::access_token("alice"));
     ledger::a_database_outage_is_503_until_it_is_back(&app, &link, account, "alice", 1250).await;
     assert_eq!(app.wallet("alice").await, 8750);
 }

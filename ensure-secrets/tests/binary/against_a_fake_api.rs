@@ -3,6 +3,7 @@
 //! random values, leaves an existing one as it is, adds only missing keys, and when another writer
 //! creates the Secret first it keeps that writer's values.
 
+use crate::support::{NAMESPACE, assert_reported, ensure_secrets, service_account};
 use axum::{
     Json, Router,
     extract::State,
@@ -12,11 +13,9 @@ use axum::{
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use serde_json::{Map, Value, json};
 use std::{
-    path::PathBuf,
+    path::Path,
     sync::{Arc, Mutex},
-    time::Duration,
 };
-use tokio::process::Command;
 
 const TOKEN: &str = "service-account-token-of-the-test";
 const KEYS: [&str; 3] = ["JWT_SECRET", "INTERNAL_TOKEN", "AUTH_DB_PASSWORD"];
@@ -28,6 +27,26 @@ struct Api {
     /// Set: the next POST finds this Secret created by someone else (409) first.
     created_by_another_writer: Option<Map<String, Value>>,
     writes: usize,
+}
+
+impl Api {
+    /// The Secret exists with `data`.
+    fn holding(data: Map<String, Value>) -> Self {
+        let secret = Some((data, 3));
+        Self {
+            secret,
+            ..Self::default()
+        }
+    }
+
+    /// The Secret is absent, and another writer creates it with `theirs` just before our POST.
+    fn raced_by(theirs: Map<String, Value>) -> Self {
+        let created_by_another_writer = Some(theirs);
+        Self {
+            created_by_another_writer,
+            ..Self::default()
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Api>>;
@@ -98,67 +117,45 @@ async fn patch_secret(
     (StatusCode::OK, Json(answer))
 }
 
-async fn fake_api(api: Shared) -> String {
-    let path = "/api/v1/namespaces/shop-ns/secrets";
+/// Serves `api` on a loopback port: the state the test inspects, and the API's URL.
+async fn fake_api(api: Api) -> (Shared, String) {
+    let api = Shared::new(Mutex::new(api));
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
     let app = Router::new()
-        .route(path, post(create_secret))
+        .route(&path, post(create_secret))
         .route(
             &format!("{path}/shop-secrets"),
             get(get_secret).patch(patch_secret),
         )
-        .with_state(api);
+        .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    (api, url)
 }
 
-/// A mounted service account: token, namespace and the fixture CA.
-fn service_account_dir() -> PathBuf {
+/// A Secret value as the API holds it.
+fn encoded(value: &str) -> Value {
+    Value::String(BASE64.encode(value))
+}
+
+/// Runs the binary for `keys` with a service account holding the test's token and the fixture
+/// CA (parsed, never used: the fake API is plain HTTP); its exit status and what it printed.
+async fn run_with_token(api_url: &str, token: &str, keys: &[&str]) -> (bool, String) {
     let dir = std::env::temp_dir().join(format!(
         "ensure-secrets-test-{}-{}",
         std::process::id(),
-        rand_suffix()
+        rand::random::<u64>()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
-    std::fs::write(dir.join("namespace"), "shop-ns").unwrap();
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ca.crt"),
-        dir.join("ca.crt"),
-    )
-    .unwrap();
-    dir
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-/// Runs the binary for `KEYS`; its exit status and what it printed.
-async fn run(api_url: &str, keys: &[&str]) -> (bool, String) {
-    let dir = service_account_dir();
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        Command::new(env!("CARGO_BIN_EXE_ensure-secrets"))
-            .args(["--secret", "shop-secrets", "--api-server", api_url])
-            .arg("--service-account-dir")
-            .arg(&dir)
-            .args(keys)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("ensure-secrets exits")
-    .unwrap();
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ca.crt");
+    service_account(&dir, &format!("{token}\n"), Path::new(ca));
+    let ran = ensure_secrets(api_url, &dir, keys).await;
     std::fs::remove_dir_all(&dir).unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), said)
+    ran
+}
+
+async fn run(api_url: &str, keys: &[&str]) -> (bool, String) {
+    run_with_token(api_url, TOKEN, keys).await
 }
 
 fn decoded(data: &Map<String, Value>, key: &str) -> String {
@@ -174,17 +171,25 @@ fn data_of(api: &Shared) -> Map<String, Value> {
         .0
 }
 
+/// A run finds every key in the Secret, which holds `data` after `writes` writes in all, and
+/// leaves it as it is.
+async fn assert_left_as_it_is(api: &Shared, url: &str, data: &Map<String, Value>, writes: usize) {
+    let ran = run(url, &KEYS).await;
+    assert_reported(&ran, "exists with every key; unchanged");
+    assert_eq!(&data_of(api), data);
+    assert_eq!(api.lock().unwrap().writes, writes);
+}
+
 #[tokio::test]
 async fn an_absent_secret_is_created_with_random_hex_values_and_then_never_changed() {
-    let api = Shared::default();
-    let url = fake_api(api.clone()).await;
+    let (api, url) = fake_api(Api::default()).await;
 
-    let (ok, said) = run(&url, &KEYS).await;
-    assert!(ok, "{said}");
-    assert_eq!(
-        said.trim(),
-        "secret shop-secrets: created with random AUTH_DB_PASSWORD, INTERNAL_TOKEN, JWT_SECRET"
+    let ran = run(&url, &KEYS).await;
+    assert_reported(
+        &ran,
+        "created with random AUTH_DB_PASSWORD, INTERNAL_TOKEN, JWT_SECRET",
     );
+    let said = ran.1;
     let created = data_of(&api);
     let mut keys: Vec<&String> = created.keys().collect();
     keys.sort();
@@ -201,34 +206,18 @@ async fn an_absent_secret_is_created_with_random_hex_values_and_then_never_chang
     }
     assert!(values[0] != values[1] && values[1] != values[2] && values[0] != values[2]);
 
-    let (ok, said) = run(&url, &KEYS).await;
-    assert!(ok, "{said}");
-    assert_eq!(
-        said.trim(),
-        "secret shop-secrets: exists with every key; unchanged"
-    );
-    assert_eq!(data_of(&api), created);
-    assert_eq!(api.lock().unwrap().writes, 1);
+    assert_left_as_it_is(&api, &url, &created, 1).await;
 }
 
 #[tokio::test]
 async fn only_missing_keys_are_added() {
-    let mut existing = Map::new();
-    existing.insert(
-        "JWT_SECRET".into(),
-        Value::String(BASE64.encode("kept-as-it-was")),
-    );
-    let api = Shared::new(Mutex::new(Api {
-        secret: Some((existing, 3)),
-        ..Api::default()
-    }));
-    let url = fake_api(api.clone()).await;
+    let existing = Map::from_iter([("JWT_SECRET".into(), encoded("kept-as-it-was"))]);
+    let (api, url) = fake_api(Api::holding(existing)).await;
 
-    let (ok, said) = run(&url, &KEYS).await;
-    assert!(ok, "{said}");
-    assert_eq!(
-        said.trim(),
-        "secret shop-secrets: existed; added the missing AUTH_DB_PASSWORD, INTERNAL_TOKEN"
+    let ran = run(&url, &KEYS).await;
+    assert_reported(
+        &ran,
+        "existed; added the missing AUTH_DB_PASSWORD, INTERNAL_TOKEN",
     );
     let data = data_of(&api);
     assert_eq!(decoded(&data, "JWT_SECRET"), "kept-as-it-was");
@@ -240,46 +229,18 @@ async fn only_missing_keys_are_added() {
 async fn a_secret_created_meanwhile_by_another_writer_is_kept() {
     let theirs: Map<String, Value> = KEYS
         .iter()
-        .map(|k| {
-            (
-                k.to_string(),
-                Value::String(BASE64.encode(format!("theirs-{k}"))),
-            )
-        })
+        .map(|k| (k.to_string(), encoded(&format!("theirs-{k}"))))
         .collect();
-    let api = Shared::new(Mutex::new(Api {
-        created_by_another_writer: Some(theirs.clone()),
-        ..Api::default()
-    }));
-    let url = fake_api(api.clone()).await;
+    let (api, url) = fake_api(Api::raced_by(theirs.clone())).await;
 
-    let (ok, said) = run(&url, &KEYS).await;
-    assert!(ok, "{said}");
-    assert_eq!(
-        said.trim(),
-        "secret shop-secrets: exists with every key; unchanged"
-    );
-    assert_eq!(data_of(&api), theirs);
-    assert_eq!(api.lock().unwrap().writes, 0);
+    assert_left_as_it_is(&api, &url, &theirs, 0).await;
 }
 
 #[tokio::test]
 async fn an_api_refusal_fails_the_run_with_the_api_message() {
-    let api = Shared::default();
-    let url = fake_api(api).await;
-    let dir = service_account_dir();
-    std::fs::write(dir.join("token"), "a-token-the-api-refuses").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_ensure-secrets"))
-        .args(["--secret", "shop-secrets", "--api-server", &url])
-        .arg("--service-account-dir")
-        .arg(&dir)
-        .args(KEYS)
-        .output()
-        .await
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    assert!(!output.status.success());
-    let said = String::from_utf8_lossy(&output.stderr);
+    let (_, url) = fake_api(Api::default()).await;
+    let (ok, said) = run_with_token(&url, "a-token-the-api-refuses", &KEYS).await;
+    assert!(!ok, "{said}");
     assert!(
         said.contains("GET the secret: 401 Unauthorized: no token"),
         "{said}"

@@ -3,21 +3,14 @@
 //! answers agree with. The property is the shared kit's (`testing::ledger::conservation`); slots
 //! brings its slots, its capacities and the slot list the totals are checked through.
 
-mod common;
-
-use common::spawn_app;
+use crate::helpers::spawn_app;
 use proptest::prelude::*;
-use shop_common::testing::ledger::conservation::{self, Space, Weights};
+use shop_common::testing::ledger::conservation::{self, Space};
 
 /// Few couriers against up to 30 orders of 1 or 2, so slots fill up often; "19:00" is a
 /// well-formed time that is not served.
-static SLOTS: Space = Space {
-    resources: &["00:00", "01:00", "02:00"],
-    unknown: "19:00",
-    initial: 0..=8,
-    quantity: 1..=2,
-    weights: Weights::HOLDS_AND_RELEASES,
-};
+static SLOTS: Space =
+    Space::holds_and_releases(&["00:00", "01:00", "02:00"], "19:00", 0..=8, 1..=2);
 
 proptest! {
     #![proptest_config(conservation::config())]

@@ -3,6 +3,7 @@
 //! test) serves a complete Secret: with that CA as `ca.crt` the run reads it and changes nothing;
 //! with another CA it refuses the server.
 
+use crate::support::{NAMESPACE, assert_reported, ensure_secrets, service_account};
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
@@ -53,7 +54,8 @@ fn self_signed_ca(dir: &Path, name: &str) {
 fn prepare() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ensure-secrets-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("www/api/v1/namespaces/shop-ns/secrets")).unwrap();
+    let secrets = dir.join(format!("www/api/v1/namespaces/{NAMESPACE}/secrets"));
+    std::fs::create_dir_all(&secrets).unwrap();
     self_signed_ca(&dir, "cluster-ca");
     self_signed_ca(&dir, "other-ca");
     openssl(
@@ -95,7 +97,7 @@ fn prepare() -> PathBuf {
         ],
     );
     std::fs::write(
-        dir.join("www/api/v1/namespaces/shop-ns/secrets/shop-secrets"),
+        secrets.join("shop-secrets"),
         r#"{"metadata":{"resourceVersion":"1"},"data":{"JWT_SECRET":"eA==","INTERNAL_TOKEN":"eA=="}}"#,
     )
     .unwrap();
@@ -131,26 +133,8 @@ async fn api_server(dir: &Path) -> (Child, String) {
 /// A service account whose `ca.crt` is `ca`; the run's exit status and output.
 async fn run(dir: &Path, api: &str, ca: &str) -> (bool, String) {
     let account = dir.join(format!("account-{ca}"));
-    std::fs::create_dir_all(&account).unwrap();
-    std::fs::copy(dir.join(ca), account.join("ca.crt")).unwrap();
-    std::fs::write(account.join("token"), "token").unwrap();
-    std::fs::write(account.join("namespace"), "shop-ns").unwrap();
-    let output = tokio::time::timeout(
-        WAIT,
-        Command::new(env!("CARGO_BIN_EXE_ensure-secrets"))
-            .args(["--secret", "shop-secrets", "--api-server", api])
-            .arg("--service-account-dir")
-            .arg(&account)
-            .args(["JWT_SECRET", "INTERNAL_TOKEN"])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("ensure-secrets exits")
-    .unwrap();
-    let said = String::from_utf8_lossy(&output.stdout).into_owned()
-        + &String::from_utf8_lossy(&output.stderr);
-    (output.status.success(), said)
+    service_account(&account, "token", &dir.join(ca));
+    ensure_secrets(api, &account, &["JWT_SECRET", "INTERNAL_TOKEN"]).await
 }
 
 #[tokio::test]
@@ -158,12 +142,8 @@ async fn the_api_server_is_trusted_through_the_service_account_ca_only() {
     let dir = prepare();
     let (_server, api) = api_server(&dir).await;
 
-    let (ok, said) = run(&dir, &api, "cluster-ca.crt").await;
-    assert!(ok, "{said}");
-    assert_eq!(
-        said.trim(),
-        "secret shop-secrets: exists with every key; unchanged"
-    );
+    let ran = run(&dir, &api, "cluster-ca.crt").await;
+    assert_reported(&ran, "exists with every key; unchanged");
 
     let (ok, said) = run(&dir, &api, "other-ca.crt").await;
     assert!(!ok, "{said}");

@@ -3,21 +3,13 @@
 //! answers agree with. The property is the shared kit's (`testing::ledger::conservation`); items
 //! brings its items, its stock sizes and the catalog the totals are checked through.
 
-mod common;
-
-use common::spawn_app;
+use crate::helpers::spawn_app;
 use proptest::prelude::*;
-use shop_common::testing::ledger::conservation::{self, Space, Weights};
+use shop_common::testing::ledger::conservation::{self, Space};
 
 /// Small stocks against up to 30 orders of 1 to 3 units, so items sell out often; 999 does not
 /// exist.
-static ITEMS: Space = Space {
-    resources: &["1", "2", "3"],
-    unknown: "999",
-    initial: 0..=8,
-    quantity: 1..=3,
-    weights: Weights::HOLDS_AND_RELEASES,
-};
+static ITEMS: Space = Space::holds_and_releases(&["1", "2", "3"], "999", 0..=8, 1..=3);
 
 proptest! {
     #![proptest_config(conservation::config())]
