@@ -6,12 +6,7 @@ use shop_common::domain::Username;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Email(String);
-
-impl Email {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+shop_common::string_newtype!(Email);
 
 impl TryFrom<String> for Email {
     type Error = String;

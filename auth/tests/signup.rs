@@ -21,10 +21,8 @@ struct App {
 async fn spawn_billing() -> String {
     let (pool, database) = testing::migrated_pool(&billing::MIGRATOR).await;
     let config = billing::Config {
-        http: testing::http(),
-        database,
+        participant: testing::participant(database),
         jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
         initial_wallet: Money::from_minor(10_000),
     };
     testing::serve(billing::build_router(pool, &config)).await
@@ -46,11 +44,10 @@ async fn serve_auth(
     passwords: PasswordConfig,
 ) -> String {
     let config = auth::Config {
-        http: testing::http(),
-        database,
-        jwt_secret: testing::jwt_secret(),
+        server: testing::server(database),
         internal_token: testing::internal_token(),
         billing_url: billing_url.to_owned(),
+        jwt_secret: testing::jwt_secret(),
         access_ttl: Duration::from_secs(60),
         refresh_ttl: Duration::from_secs(600),
         passwords,

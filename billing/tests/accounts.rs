@@ -12,10 +12,8 @@ struct App {
 async fn spawn_app() -> App {
     let (pool, database) = testing::migrated_pool(&billing::MIGRATOR).await;
     let config = billing::Config {
-        http: testing::http(),
-        database,
+        participant: testing::participant(database),
         jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
         initial_wallet: Money::from_minor(10_000),
     };
     App {

@@ -63,10 +63,8 @@ async fn spawn_app(initial: i64) -> App {
 
 async fn serve_app(initial: i64, pool: PgPool, database: DatabaseConfig) -> App {
     let config = billing::Config {
-        http: testing::http(),
-        database: database.clone(),
+        participant: testing::participant(database.clone()),
         jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
         initial_wallet: Money::from_minor(initial),
     };
     let service = Service {

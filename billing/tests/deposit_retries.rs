@@ -10,10 +10,8 @@ use shop_common::{domain::Money, testing};
 async fn concurrent_retries_of_a_deposit_all_succeed_and_apply_once() {
     let (pool, database) = testing::migrated_pool(&billing::MIGRATOR).await;
     let config = billing::Config {
-        http: testing::http(),
-        database,
+        participant: testing::participant(database),
         jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
         initial_wallet: Money::from_minor(100),
     };
     let base = testing::serve(billing::build_router(pool.clone(), &config)).await;

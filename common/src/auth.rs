@@ -1,7 +1,7 @@
 //! JWTs: issuing (auth only) and verifying (every service, locally, with the shared secret).
 //! [`AuthUser`] is the extractor a handler takes to require a valid access token.
 
-use crate::{config::Secret, error::ApiError};
+use crate::{config::JwtSecretConfig, error::ApiError};
 use anyhow::{Context, Result};
 use axum::{
     extract::{FromRef, FromRequestParts},
@@ -36,7 +36,8 @@ struct Keys {
 }
 
 impl JwtKeys {
-    pub fn new(secret: &Secret) -> Self {
+    pub fn new(config: &JwtSecretConfig) -> Self {
+        let secret = &config.secret;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         validation.leeway = 5;
@@ -108,9 +109,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
 
     fn keys(secret: &str) -> JwtKeys {
-        JwtKeys::new(&Secret::new(secret))
+        JwtKeys::new(&JwtSecretConfig {
+            secret: Secret::new(secret),
+        })
     }
 
     #[test]

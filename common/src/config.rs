@@ -5,13 +5,13 @@
 //! ([`SecretParser`]).
 
 use clap::{
-    Arg, Args, Command, Parser,
+    Arg, Args, Command, FromArgMatches, Parser,
     builder::TypedValueParser,
     error::{Error as ClapError, ErrorKind},
 };
 use std::{
-    collections::BTreeSet, convert::Infallible, ffi::OsStr, fmt, net::SocketAddr, ops::Deref,
-    str::FromStr, time::Duration,
+    collections::BTreeSet, convert::Infallible, ffi::OsStr, fmt, net::SocketAddr, str::FromStr,
+    time::Duration,
 };
 
 /// A value that must never reach a log line.
@@ -46,14 +46,26 @@ impl FromStr for Secret {
 /// is shown under its variable's name, so a "required argument not provided" names the variable
 /// to set; clap's own errors exit with status 2, after printing usage.
 pub fn parse<C: Parser>() -> C {
-    let command = C::command().mut_args(|arg| match arg.get_env() {
+    C::from_arg_matches(&command::<C>().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`], and `Part` — a group that `C` flattens somewhere, e.g. [`HttpConfig`] — read from
+/// the same values: how code that only knows `C` as a parser finds the part it needs.
+pub fn parse_with<C: Parser, Part: FromArgMatches>() -> (C, Part) {
+    let matches = command::<C>().get_matches();
+    let parsed = C::from_arg_matches(&matches)
+        .and_then(|config| Ok((config, Part::from_arg_matches(&matches)?)));
+    parsed.unwrap_or_else(|e| e.exit())
+}
+
+fn command<C: Parser>() -> Command {
+    C::command().mut_args(|arg| match arg.get_env() {
         Some(env) => {
             let name = env.to_string_lossy().into_owned();
             arg.value_name(name)
         }
         None => arg,
-    });
-    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    })
 }
 
 /// `<ms>` as a [`Duration`]: every `*_MS` variable.
@@ -186,12 +198,7 @@ impl HttpConfig {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// The service's own database (the mediator uses the order service's).
-    #[arg(
-        id = "database_url",
-        long = "database-url",
-        env = "DATABASE_URL",
-        hide_env_values = true
-    )]
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
     pub url: Secret,
     /// Connection pool size.
     #[arg(
@@ -213,6 +220,28 @@ pub struct DatabaseConfig {
     pub startup_wait: Duration,
 }
 
+/// Where a service listens and its own database: what every service of the shop has (the saga
+/// participants have it inside [`ParticipantConfig`]).
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+}
+
+/// A saga participant (billing, items, slots): where it listens, its own database, and the token
+/// every call of its `/internal/` ledger must carry.
+#[derive(Debug, Clone, Args)]
+pub struct ParticipantConfig {
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
+}
+
 /// The HS256 key of the access and refresh tokens: in every service that issues or verifies them.
 #[derive(Debug, Clone, Args)]
 pub struct JwtSecretConfig {
@@ -230,22 +259,6 @@ pub struct InternalTokenConfig {
     /// 8 distinct bytes, no `change-me`.
     #[arg(id = "internal_token", long = "internal-token", env = "INTERNAL_TOKEN", hide_env_values = true, value_parser = SecretParser::min_len(INTERNAL_TOKEN_MIN_BYTES))]
     pub secret: Secret,
-}
-
-impl Deref for JwtSecretConfig {
-    type Target = Secret;
-
-    fn deref(&self) -> &Secret {
-        &self.secret
-    }
-}
-
-impl Deref for InternalTokenConfig {
-    type Target = Secret;
-
-    fn deref(&self) -> &Secret {
-        &self.secret
-    }
 }
 
 #[cfg(test)]

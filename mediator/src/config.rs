@@ -2,20 +2,15 @@
 
 use crate::saga::Participant;
 use clap::Parser;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, InternalTokenConfig, Secret};
+use shop_common::config::{self, InternalTokenConfig, Secret, ServerConfig};
 use std::time::Duration;
 
+/// saga shop: the saga orchestrator (consumes the orders stream)
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "mediator",
-    about = "saga shop: the saga orchestrator (consumes the orders stream)"
-)]
 pub struct Config {
+    /// Its database is `orders`, shared with the order API.
     #[command(flatten)]
-    pub http: HttpConfig,
-    /// The `orders` database, shared with the order API.
-    #[command(flatten)]
-    pub database: DatabaseConfig,
+    pub server: ServerConfig,
     /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
     pub redis_url: Secret,

@@ -112,7 +112,7 @@ impl Running {
 }
 
 async fn start(config: mediator::Config) -> Running {
-    let listener = shop_common::http::bind(&config.http).await.unwrap();
+    let listener = shop_common::http::bind(&config.server.http).await.unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(mediator::run(listener, config, async {
         let _ = rx.await;

@@ -32,8 +32,7 @@ async fn start_with_redis(redis_url: Secret) -> App {
 async fn start_on(pool: PgPool, database: DatabaseConfig, redis_url: Secret) -> App {
     let stream = format!("orders-test-{}", Uuid::new_v4().simple());
     let config = Config {
-        http: testing::http(),
-        database,
+        server: testing::server(database),
         jwt_secret: testing::jwt_secret(),
         redis_url,
         orders_stream: stream.clone(),
@@ -42,7 +41,7 @@ async fn start_on(pool: PgPool, database: DatabaseConfig, redis_url: Secret) -> 
     };
     let redis = shop_common::redis::pool(&config.redis_url).unwrap();
     let router = order::build_router(pool.clone(), redis, &config);
-    let listener = shop_common::http::bind(&config.http).await.unwrap();
+    let listener = shop_common::http::bind(&config.server.http).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(shop_common::http::serve(
         listener,

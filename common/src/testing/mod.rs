@@ -7,7 +7,10 @@
 pub mod ledger;
 pub mod outage;
 
-use crate::config::{DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, Secret};
+use crate::config::{
+    DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, ParticipantConfig, Secret,
+    ServerConfig,
+};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, migrate::Migrator};
 use std::{fmt::Debug, future::Future};
@@ -32,6 +35,23 @@ pub fn internal_token() -> InternalTokenConfig {
 
 pub fn http() -> HttpConfig {
     HttpConfig::for_tests()
+}
+
+/// A service's server on loopback (port 0) and `database`.
+pub fn server(database: DatabaseConfig) -> ServerConfig {
+    ServerConfig {
+        http: http(),
+        database,
+    }
+}
+
+/// A saga participant on loopback (port 0), `database` and the test token.
+pub fn participant(database: DatabaseConfig) -> ParticipantConfig {
+    ParticipantConfig {
+        http: http(),
+        database,
+        internal_token: internal_token(),
+    }
 }
 
 fn admin_url() -> String {

@@ -96,8 +96,7 @@ pub fn mediator_config(
     consumer: &str,
 ) -> Config {
     Config {
-        http: testing::http(),
-        database,
+        server: testing::server(database),
         redis_url: testing::redis_url(),
         internal_token: testing::internal_token(),
         stream: StreamConfig {
