@@ -1,6 +1,7 @@
 //! JWTs: issuing (auth only) and verifying (every service, locally, with the shared secret).
 //! [`AuthUser`] is the extractor a handler takes to require a valid access token.
 
+use crate::config::ExposeSecret;
 use crate::{config::JwtSecretConfig, error::ApiError};
 use anyhow::{Context, Result};
 use axum::{
@@ -42,8 +43,8 @@ impl JwtKeys {
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         validation.leeway = 5;
         Self(Arc::new(Keys {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
             validation,
         }))
     }
@@ -109,11 +110,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::config::SecretString;
 
     fn keys(secret: &str) -> JwtKeys {
         JwtKeys::new(&JwtSecretConfig {
-            secret: Secret::new(secret),
+            secret: SecretString::from(secret),
         })
     }
 

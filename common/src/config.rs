@@ -1,6 +1,6 @@
 //! Configuration from environment variables (12-factor), declared once as `clap` derive structs
 //! with `env`: the parsing, the defaults, `--help` and the manifest check (tools/tests/manifest.rs)
-//! all come from the same declarations. Secrets are wrapped in [`Secret`] so that a `{:?}` of any
+//! all come from the same declarations. Secrets are [`SecretString`]s so that a `{:?}` of any
 //! config struct can be logged without leaking them, and are checked for strength at start-up
 //! ([`SecretParser`]).
 
@@ -9,38 +9,11 @@ use clap::{
     builder::TypedValueParser,
     error::{Error as ClapError, ErrorKind},
 };
-use std::{
-    collections::BTreeSet, convert::Infallible, ffi::OsStr, fmt, net::SocketAddr, str::FromStr,
-    time::Duration,
-};
+use std::{collections::BTreeSet, ffi::OsStr, fmt, net::SocketAddr, time::Duration};
 
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Infallible> {
-        Ok(Self::new(s))
-    }
-}
+/// Secrets are `secrecy` strings: `{:?}` prints `[REDACTED]`, and reading one takes an explicit
+/// `expose_secret()`.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Parses a service's configuration from the environment (and flags, for `--help`). Every value
 /// is shown under its variable's name, so a "required argument not provided" names the variable
@@ -141,14 +114,14 @@ impl SecretParser {
 }
 
 impl TypedValueParser for SecretParser {
-    type Value = Secret;
+    type Value = SecretString;
 
     fn parse_ref(
         &self,
         cmd: &Command,
         arg: Option<&Arg>,
         value: &OsStr,
-    ) -> Result<Secret, ClapError> {
+    ) -> Result<SecretString, ClapError> {
         let name = arg
             .and_then(|a| a.get_env())
             .map(|env| env.to_string_lossy().into_owned())
@@ -165,7 +138,7 @@ impl TypedValueParser for SecretParser {
             .to_str()
             .ok_or_else(|| refuse(&"is not valid UTF-8"))?;
         check_secret_strength(value, self.min_len).map_err(|weak| refuse(&weak))?;
-        Ok(Secret::new(value))
+        Ok(SecretString::from(value))
     }
 }
 
@@ -199,7 +172,7 @@ impl HttpConfig {
 pub struct DatabaseConfig {
     /// The service's own database (the mediator uses the order service's).
     #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
-    pub url: Secret,
+    pub url: SecretString,
     /// Connection pool size.
     #[arg(
         long = "db-max-connections",
@@ -248,7 +221,7 @@ pub struct JwtSecretConfig {
     /// HS256 key of the access and refresh tokens, which every service with a public API verifies
     /// locally. Random: at least 32 bytes, 8 distinct bytes, no `change-me`.
     #[arg(id = "jwt_secret", long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true, value_parser = SecretParser::min_len(JWT_SECRET_MIN_BYTES))]
-    pub secret: Secret,
+    pub secret: SecretString,
 }
 
 /// The shared secret of `/internal/` calls (header `X-Internal-Token`): in their callers and
@@ -258,7 +231,7 @@ pub struct InternalTokenConfig {
     /// Shared secret of `/internal/` calls (header `X-Internal-Token`). Random: at least 16 bytes,
     /// 8 distinct bytes, no `change-me`.
     #[arg(id = "internal_token", long = "internal-token", env = "INTERNAL_TOKEN", hide_env_values = true, value_parser = SecretParser::min_len(INTERNAL_TOKEN_MIN_BYTES))]
-    pub secret: Secret,
+    pub secret: SecretString,
 }
 
 #[cfg(test)]
@@ -267,9 +240,13 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let s = Secret::new("hunter2-hunter2-hunter2");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-        assert_eq!(s.expose(), "hunter2-hunter2-hunter2");
+        let config = JwtSecretConfig {
+            secret: SecretString::from("hunter2-hunter2-hunter2"),
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(config.secret.expose_secret(), "hunter2-hunter2-hunter2");
     }
 
     #[test]

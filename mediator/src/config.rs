@@ -2,7 +2,7 @@
 
 use crate::saga::Participant;
 use clap::Parser;
-use shop_common::config::{self, InternalTokenConfig, Secret, ServerConfig};
+use shop_common::config::{self, InternalTokenConfig, SecretString, ServerConfig};
 use std::time::Duration;
 
 /// saga shop: the saga orchestrator (consumes the orders stream)
@@ -13,7 +13,7 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
-    pub redis_url: Secret,
+    pub redis_url: SecretString,
     #[command(flatten)]
     pub internal_token: InternalTokenConfig,
     #[command(flatten)]

@@ -30,7 +30,7 @@ use crate::{
 use anyhow::{Context, Result};
 use backon::BackoffBuilder;
 use redis::{RedisResult, Value, aio::MultiplexedConnection};
-use shop_common::{config::Secret, redis::RedisPool};
+use shop_common::{config::SecretString, redis::RedisPool};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
@@ -97,7 +97,7 @@ pub struct Consumer(Arc<Inner>);
 
 struct Inner {
     cfg: StreamConfig,
-    redis_url: Secret,
+    redis_url: SecretString,
     redis: RedisPool,
     executor: Arc<Executor>,
     permits: Arc<Semaphore>,
@@ -109,7 +109,7 @@ struct Inner {
 impl Consumer {
     pub fn new(
         cfg: StreamConfig,
-        redis_url: Secret,
+        redis_url: SecretString,
         redis: RedisPool,
         executor: Arc<Executor>,
         shutdown: CancellationToken,

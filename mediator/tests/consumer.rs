@@ -6,6 +6,7 @@ mod support;
 
 use order::db::{self, Status};
 use redis::streams::{StreamPendingCountReply, StreamPendingReply, StreamRangeReply};
+use shop_common::config::ExposeSecret;
 use shop_common::{redis::RedisPool, testing};
 use sqlx::PgPool;
 use std::{
@@ -495,8 +496,8 @@ fn mediator_command(
     let mut command = Command::new(env!("CARGO_BIN_EXE_mediator"));
     command
         .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", database.url.expose())
-        .env("REDIS_URL", testing::redis_url().expose())
+        .env("DATABASE_URL", database.url.expose_secret())
+        .env("REDIS_URL", testing::redis_url().expose_secret())
         .env("INTERNAL_TOKEN", testing::INTERNAL_TOKEN)
         .env("ORDERS_STREAM", stream)
         .env("DEAD_LETTER_STREAM", format!("{stream}.dead"))

@@ -6,7 +6,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value as Json, json};
 use shop_common::{
     auth::{JwtKeys, TokenKind},
-    config::{DatabaseConfig, Secret},
+    config::{DatabaseConfig, SecretString},
     redis::RedisPool,
     testing::{
         self,
@@ -24,12 +24,12 @@ struct App {
     http: Client,
 }
 
-async fn start_with_redis(redis_url: Secret) -> App {
+async fn start_with_redis(redis_url: SecretString) -> App {
     let (pool, database) = testing::migrated_pool(&order::MIGRATOR).await;
     start_on(pool, database, redis_url).await
 }
 
-async fn start_on(pool: PgPool, database: DatabaseConfig, redis_url: Secret) -> App {
+async fn start_on(pool: PgPool, database: DatabaseConfig, redis_url: SecretString) -> App {
     let stream = format!("orders-test-{}", Uuid::new_v4().simple());
     let config = Config {
         server: testing::server(database),
@@ -505,7 +505,7 @@ async fn the_saga_log_is_shown_with_the_order() {
 
 #[tokio::test]
 async fn with_redis_down_the_order_is_stored_and_the_sweep_publishes_it_later() {
-    let app = start_with_redis(Secret::new("redis://127.0.0.1:1")).await;
+    let app = start_with_redis(SecretString::from("redis://127.0.0.1:1")).await;
     let res = app.post("alice", &good_order(), None).await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let body: Json = res.json().await.unwrap();
@@ -536,7 +536,7 @@ async fn with_redis_down_the_order_is_stored_and_the_sweep_publishes_it_later() 
 
 #[tokio::test]
 async fn the_sweeper_task_publishes_in_the_background() {
-    let app = start_with_redis(Secret::new("redis://127.0.0.1:1")).await;
+    let app = start_with_redis(SecretString::from("redis://127.0.0.1:1")).await;
     let id = app.create_order("alice").await;
     let stop = tokio_util::sync::CancellationToken::new();
     let sweeper = tokio::spawn(outbox::run_sweeper(
@@ -577,7 +577,7 @@ async fn readiness_follows_the_database_not_redis() {
     let pool = shop_common::db::connect_and_migrate(&via_link, &order::MIGRATOR)
         .await
         .unwrap();
-    let app = start_on(pool, via_link, Secret::new("redis://127.0.0.1:1")).await;
+    let app = start_on(pool, via_link, SecretString::from("redis://127.0.0.1:1")).await;
     let (status, body) = app.ready().await;
     assert_eq!(status, StatusCode::OK, "Redis down, database up: {body}");
     assert_eq!(body, json!({"status": "ready"}));

@@ -7,9 +7,10 @@
 pub mod ledger;
 pub mod outage;
 
+use crate::config::ExposeSecret;
 use crate::config::{
-    DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, ParticipantConfig, Secret,
-    ServerConfig,
+    DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, ParticipantConfig,
+    SecretString, ServerConfig,
 };
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, migrate::Migrator};
@@ -23,13 +24,13 @@ pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789";
 /// Strong enough for start-up's checks (`config::check_secret_strength`); see its test below.
 pub fn jwt_secret() -> JwtSecretConfig {
     JwtSecretConfig {
-        secret: Secret::new(JWT_SECRET),
+        secret: SecretString::from(JWT_SECRET),
     }
 }
 
 pub fn internal_token() -> InternalTokenConfig {
     InternalTokenConfig {
-        secret: Secret::new(INTERNAL_TOKEN),
+        secret: SecretString::from(INTERNAL_TOKEN),
     }
 }
 
@@ -65,8 +66,8 @@ fn admin_url() -> String {
 }
 
 /// The test Redis, from `TEST_REDIS_URL`.
-pub fn redis_url() -> Secret {
-    Secret::new(std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| {
+pub fn redis_url() -> SecretString {
+    SecretString::from(std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!(
             "TEST_REDIS_URL is not set: integration tests need a real Redis. \
              Run `make test` (it starts a private one), or export \
@@ -91,7 +92,7 @@ pub async fn fresh_database() -> DatabaseConfig {
         .rsplit_once('/')
         .expect("TEST_DATABASE_URL has a path");
     DatabaseConfig {
-        url: Secret::new(format!("{base}/{name}")),
+        url: SecretString::from(format!("{base}/{name}")),
         max_connections: 10,
         // The test Postgres is up: a test that finds it down fails soon, saying so.
         startup_wait: std::time::Duration::from_secs(5),
@@ -216,7 +217,7 @@ where
             panic!("{name} did not start: {other:?}; server: {server}");
         }
     }
-    let pool = PgPool::connect(database.url.expose())
+    let pool = PgPool::connect(database.url.expose_secret())
         .await
         .expect("test pool");
     Service {
