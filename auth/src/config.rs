@@ -2,24 +2,23 @@
 
 use crate::password::PasswordConfig;
 use clap::Parser;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig};
+use shop_common::config::{self, InternalTokenConfig, JwtSecretConfig, ServerConfig};
 use std::time::Duration;
 
+/// saga shop: sign-up and tokens
 #[derive(Debug, Clone, Parser)]
-#[command(name = "auth", about = "saga shop: sign-up and tokens")]
 pub struct Config {
     #[command(flatten)]
-    pub http: HttpConfig,
-    #[command(flatten)]
-    pub database: DatabaseConfig,
-    #[command(flatten)]
-    pub jwt_secret: JwtSecretConfig,
+    pub server: ServerConfig,
     /// auth calls billing's /internal/accounts at sign-up.
     #[command(flatten)]
     pub internal_token: InternalTokenConfig,
     /// billing's base URL, e.g. `http://billing:8080`.
     #[arg(long, env)]
     pub billing_url: String,
+    /// auth signs the access and refresh tokens.
+    #[command(flatten)]
+    pub jwt_secret: JwtSecretConfig,
     /// How long an access token is valid (s).
     #[arg(long = "access-token-ttl-secs", env = "ACCESS_TOKEN_TTL_SECS", default_value = "900", value_parser = config::secs)]
     pub access_ttl: Duration,

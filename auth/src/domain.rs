@@ -1,17 +1,15 @@
 //! Sign-up input, validated at the edge: a `NewUser` is well-formed by construction.
 
 use serde::Deserialize;
-use shop_common::domain::Username;
+use shop_common::{
+    config::{ExposeSecret, SecretString},
+    domain::Username,
+};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Email(String);
-
-impl Email {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+shop_common::string_newtype!(Email);
 
 impl TryFrom<String> for Email {
     type Error = String;
@@ -33,13 +31,14 @@ impl TryFrom<String> for Email {
     }
 }
 
+/// 8 to 128 characters; kept out of logs like every secret.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Password(String);
+pub struct Password(SecretString);
 
-impl Password {
-    pub fn expose(&self) -> &str {
-        &self.0
+impl ExposeSecret<str> for Password {
+    fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
     }
 }
 
@@ -47,7 +46,7 @@ impl TryFrom<String> for Password {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         if (8..=128).contains(&value.chars().count()) {
-            Ok(Self(value))
+            Ok(Self(value.into()))
         } else {
             Err("must be 8 to 128 characters".into())
         }

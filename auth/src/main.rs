@@ -1,12 +1,11 @@
 //! auth: sign-up and tokens.
 
+use shop_common::service;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     big_allocations_in_their_own_mappings();
-    shop_common::telemetry::init();
-    let config: auth::Config = shop_common::config::parse();
-    let listener = shop_common::http::bind(&config.http).await?;
-    auth::run(listener, config, shop_common::shutdown::signal()).await
+    service::main(auth::run).await
 }
 
 /// glibc raises its mmap threshold to the largest chunk freed so far, so after the first 19 MiB

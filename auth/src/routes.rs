@@ -11,6 +11,7 @@ use axum::{
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use shop_common::config::ExposeSecret;
 use shop_common::{ApiError, auth::TokenKind, client::REQUEST_ID_HEADER, json::ApiJson};
 
 pub fn public() -> Router<AppState> {
@@ -37,7 +38,7 @@ async fn sign_up(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let hash = state
         .passwords
-        .hash(user.password.expose().to_owned())
+        .hash(user.password.expose_secret().to_owned())
         .await
         .map_err(AuthError::from)?;
     let mut tx = state.pool.begin().await.context("starting the sign-up")?;

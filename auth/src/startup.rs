@@ -8,9 +8,10 @@ use shop_common::{
     client::InternalClient,
     db,
     http::{self, Readiness},
+    shutdown::Shutdown,
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -45,15 +46,11 @@ pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
         "auth",
         routes::public().with_state(state),
         Readiness::database(pool),
-        &config.http,
+        &config.server.http,
     ))
 }
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let pool = db::connect_and_migrate(&config.database, &MIGRATOR).await?;
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let pool = db::connect_and_migrate(&config.server.database, &MIGRATOR).await?;
     http::serve(listener, build_router(pool, &config)?, shutdown).await
 }

@@ -2,24 +2,18 @@
 
 use clap::Parser;
 use shop_common::{
-    config::{DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig},
+    config::{JwtSecretConfig, ParticipantConfig},
     domain::Money,
 };
 
+/// saga shop: wallets (public) and charges (saga participant)
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "billing",
-    about = "saga shop: wallets (public) and charges (saga participant)"
-)]
 pub struct Config {
     #[command(flatten)]
-    pub http: HttpConfig,
-    #[command(flatten)]
-    pub database: DatabaseConfig,
+    pub participant: ParticipantConfig,
+    /// billing's public API verifies the access tokens.
     #[command(flatten)]
     pub jwt_secret: JwtSecretConfig,
-    #[command(flatten)]
-    pub internal_token: InternalTokenConfig,
     /// What a new account's wallet starts with.
     #[arg(long, env, default_value = "100.00", value_parser = Money::parse_positive)]
     pub initial_wallet: Money,

@@ -1,6 +1,6 @@
 //! billing's errors, and the one place their HTTP statuses are chosen.
 
-use shop_common::ApiError;
+use shop_common::{ApiError, idempotency};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
@@ -21,11 +21,7 @@ impl From<BillingError> for ApiError {
         match e {
             BillingError::NotYourAccount => ApiError::forbidden("forbidden", detail),
             BillingError::UnknownAccount(_) => ApiError::not_found("account_not_found", detail),
-            BillingError::IdempotencyKeyReused => ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                detail,
-            ),
+            BillingError::IdempotencyKeyReused => idempotency::key_reused(detail),
             BillingError::Unexpected(e) => ApiError::unexpected(e),
         }
     }

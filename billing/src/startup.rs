@@ -7,12 +7,13 @@ use shop_common::{
     auth::JwtKeys,
     db,
     domain::Money,
-    http::{self, Readiness},
+    http,
     internal::{self, InternalToken},
-    ledger::{self, KeyType, Ledger, LedgerSpec, Resources},
+    ledger::{self, KeyType, LedgerSpec, Resources},
+    shutdown::Shutdown,
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::{future::Future, sync::LazyLock};
+use std::sync::LazyLock;
 use tokio::net::TcpListener;
 
 /// Its own tables, then the ledger's `holds` table and functions rendered for [`CHARGES`]: the
@@ -44,28 +45,21 @@ pub struct AppState {
 }
 
 pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let token = InternalToken(config.internal_token.secret.clone());
+    let token = InternalToken(config.participant.internal_token.secret.clone());
     let state = AppState {
         pool: pool.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),
         initial_wallet: config.initial_wallet,
     };
     let internal = routes::internal().layer(middleware::from_fn_with_state(
-        token.clone(),
+        token,
         internal::require_token,
     ));
-    let api = routes::public()
-        .merge(internal)
-        .with_state(state)
-        .merge(ledger::router(Ledger::new(pool.clone(), &CHARGES), token));
-    http::app("billing", api, Readiness::database(pool), &config.http)
+    let api = routes::public().merge(internal).with_state(state);
+    ledger::participant_app("billing", api, pool, &CHARGES, &config.participant)
 }
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let pool = db::connect_and_migrate(&config.database, &MIGRATOR).await?;
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let pool = db::connect_and_migrate(&config.participant.database, &MIGRATOR).await?;
     http::serve(listener, build_router(pool, &config), shutdown).await
 }

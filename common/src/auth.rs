@@ -1,7 +1,8 @@
 //! JWTs: issuing (auth only) and verifying (every service, locally, with the shared secret).
 //! [`AuthUser`] is the extractor a handler takes to require a valid access token.
 
-use crate::{config::Secret, error::ApiError};
+use crate::config::ExposeSecret;
+use crate::{config::JwtSecretConfig, error::ApiError};
 use anyhow::{Context, Result};
 use axum::{
     extract::{FromRef, FromRequestParts},
@@ -36,13 +37,14 @@ struct Keys {
 }
 
 impl JwtKeys {
-    pub fn new(secret: &Secret) -> Self {
+    pub fn new(config: &JwtSecretConfig) -> Self {
+        let secret = &config.secret;
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         validation.leeway = 5;
         Self(Arc::new(Keys {
-            encoding: EncodingKey::from_secret(secret.expose().as_bytes()),
-            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            encoding: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
+            decoding: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
             validation,
         }))
     }
@@ -108,9 +110,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SecretString;
 
     fn keys(secret: &str) -> JwtKeys {
-        JwtKeys::new(&Secret::new(secret))
+        JwtKeys::new(&JwtSecretConfig {
+            secret: SecretString::from(secret),
+        })
     }
 
     #[test]

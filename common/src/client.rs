@@ -1,7 +1,8 @@
 //! The HTTP client services use to call each other's `/internal/` endpoints: it carries the service
 //! token and the caller's request id, and has bounded connect and request timeouts.
 
-use crate::{config::Secret, internal};
+use crate::config::ExposeSecret;
+use crate::{config::SecretString, internal};
 use anyhow::{Context, Result};
 use reqwest::{Method, RequestBuilder};
 use std::time::Duration;
@@ -12,11 +13,11 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub struct InternalClient {
     http: reqwest::Client,
     base_url: String,
-    token: Secret,
+    token: SecretString,
 }
 
 impl InternalClient {
-    pub fn new(base_url: &str, token: Secret, timeout: Duration) -> Result<Self> {
+    pub fn new(base_url: &str, token: SecretString, timeout: Duration) -> Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(timeout)
@@ -39,7 +40,7 @@ impl InternalClient {
     pub fn request(&self, method: Method, path: &str, request_id: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base_url))
-            .header(internal::HEADER, self.token.expose())
+            .header(internal::HEADER, self.token.expose_secret())
             .header(REQUEST_ID_HEADER, request_id)
     }
 }

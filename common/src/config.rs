@@ -1,59 +1,44 @@
 //! Configuration from environment variables (12-factor), declared once as `clap` derive structs
 //! with `env`: the parsing, the defaults, `--help` and the manifest check (tools/tests/manifest.rs)
-//! all come from the same declarations. Secrets are wrapped in [`Secret`] so that a `{:?}` of any
+//! all come from the same declarations. Secrets are [`SecretString`]s so that a `{:?}` of any
 //! config struct can be logged without leaking them, and are checked for strength at start-up
 //! ([`SecretParser`]).
 
 use clap::{
-    Arg, Args, Command, Parser,
+    Arg, Args, Command, FromArgMatches, Parser,
     builder::TypedValueParser,
     error::{Error as ClapError, ErrorKind},
 };
-use std::{
-    collections::BTreeSet, convert::Infallible, ffi::OsStr, fmt, net::SocketAddr, ops::Deref,
-    str::FromStr, time::Duration,
-};
+use std::{collections::BTreeSet, ffi::OsStr, fmt, net::SocketAddr, time::Duration};
 
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl FromStr for Secret {
-    type Err = Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Infallible> {
-        Ok(Self::new(s))
-    }
-}
+/// Secrets are `secrecy` strings: `{:?}` prints `[REDACTED]`, and reading one takes an explicit
+/// `expose_secret()`.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// Parses a service's configuration from the environment (and flags, for `--help`). Every value
 /// is shown under its variable's name, so a "required argument not provided" names the variable
 /// to set; clap's own errors exit with status 2, after printing usage.
 pub fn parse<C: Parser>() -> C {
-    let command = C::command().mut_args(|arg| match arg.get_env() {
+    C::from_arg_matches(&command::<C>().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`], and `Part` — a group that `C` flattens somewhere, e.g. [`HttpConfig`] — read from
+/// the same values: how code that only knows `C` as a parser finds the part it needs.
+pub fn parse_with<C: Parser, Part: FromArgMatches>() -> (C, Part) {
+    let matches = command::<C>().get_matches();
+    let parsed = C::from_arg_matches(&matches)
+        .and_then(|config| Ok((config, Part::from_arg_matches(&matches)?)));
+    parsed.unwrap_or_else(|e| e.exit())
+}
+
+fn command<C: Parser>() -> Command {
+    C::command().mut_args(|arg| match arg.get_env() {
         Some(env) => {
             let name = env.to_string_lossy().into_owned();
             arg.value_name(name)
         }
         None => arg,
-    });
-    C::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
+    })
 }
 
 /// `<ms>` as a [`Duration`]: every `*_MS` variable.
@@ -129,14 +114,14 @@ impl SecretParser {
 }
 
 impl TypedValueParser for SecretParser {
-    type Value = Secret;
+    type Value = SecretString;
 
     fn parse_ref(
         &self,
         cmd: &Command,
         arg: Option<&Arg>,
         value: &OsStr,
-    ) -> Result<Secret, ClapError> {
+    ) -> Result<SecretString, ClapError> {
         let name = arg
             .and_then(|a| a.get_env())
             .map(|env| env.to_string_lossy().into_owned())
@@ -153,7 +138,7 @@ impl TypedValueParser for SecretParser {
             .to_str()
             .ok_or_else(|| refuse(&"is not valid UTF-8"))?;
         check_secret_strength(value, self.min_len).map_err(|weak| refuse(&weak))?;
-        Ok(Secret::new(value))
+        Ok(SecretString::from(value))
     }
 }
 
@@ -186,13 +171,8 @@ impl HttpConfig {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// The service's own database (the mediator uses the order service's).
-    #[arg(
-        id = "database_url",
-        long = "database-url",
-        env = "DATABASE_URL",
-        hide_env_values = true
-    )]
-    pub url: Secret,
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub url: SecretString,
     /// Connection pool size.
     #[arg(
         long = "db-max-connections",
@@ -213,13 +193,35 @@ pub struct DatabaseConfig {
     pub startup_wait: Duration,
 }
 
+/// Where a service listens and its own database: what every service of the shop has (the saga
+/// participants have it inside [`ParticipantConfig`]).
+#[derive(Debug, Clone, Args)]
+pub struct ServerConfig {
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+}
+
+/// A saga participant (billing, items, slots): where it listens, its own database, and the token
+/// every call of its `/internal/` ledger must carry.
+#[derive(Debug, Clone, Args)]
+pub struct ParticipantConfig {
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    pub internal_token: InternalTokenConfig,
+}
+
 /// The HS256 key of the access and refresh tokens: in every service that issues or verifies them.
 #[derive(Debug, Clone, Args)]
 pub struct JwtSecretConfig {
     /// HS256 key of the access and refresh tokens, which every service with a public API verifies
     /// locally. Random: at least 32 bytes, 8 distinct bytes, no `change-me`.
     #[arg(id = "jwt_secret", long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true, value_parser = SecretParser::min_len(JWT_SECRET_MIN_BYTES))]
-    pub secret: Secret,
+    pub secret: SecretString,
 }
 
 /// The shared secret of `/internal/` calls (header `X-Internal-Token`): in their callers and
@@ -229,23 +231,7 @@ pub struct InternalTokenConfig {
     /// Shared secret of `/internal/` calls (header `X-Internal-Token`). Random: at least 16 bytes,
     /// 8 distinct bytes, no `change-me`.
     #[arg(id = "internal_token", long = "internal-token", env = "INTERNAL_TOKEN", hide_env_values = true, value_parser = SecretParser::min_len(INTERNAL_TOKEN_MIN_BYTES))]
-    pub secret: Secret,
-}
-
-impl Deref for JwtSecretConfig {
-    type Target = Secret;
-
-    fn deref(&self) -> &Secret {
-        &self.secret
-    }
-}
-
-impl Deref for InternalTokenConfig {
-    type Target = Secret;
-
-    fn deref(&self) -> &Secret {
-        &self.secret
-    }
+    pub secret: SecretString,
 }
 
 #[cfg(test)]
@@ -254,9 +240,13 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let s = Secret::new("hunter2-hunter2-hunter2");
-        assert_eq!(format!("{s:?}"), "Secret(***)");
-        assert_eq!(s.expose(), "hunter2-hunter2-hunter2");
+        let config = JwtSecretConfig {
+            secret: SecretString::from("hunter2-hunter2-hunter2"),
+        };
+        let shown = format!("{config:?}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(config.secret.expose_secret(), "hunter2-hunter2-hunter2");
     }
 
     #[test]

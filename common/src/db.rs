@@ -10,6 +10,7 @@
 //! with its last error, before the kubelet kills it without one.
 
 use crate::config::DatabaseConfig;
+use crate::config::ExposeSecret;
 use anyhow::{Context, Result, anyhow};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::{
@@ -34,7 +35,7 @@ pub const DEPENDENCY_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn connect_and_migrate(config: &DatabaseConfig, migrator: &Migrator) -> Result<PgPool> {
-    let options = PgConnectOptions::from_str(config.url.expose())
+    let options = PgConnectOptions::from_str(config.url.expose_secret())
         .context("DATABASE_URL is not a valid Postgres URL")?;
     wait_for_database(&options, config.startup_wait).await?;
     let pool = PgPoolOptions::new()

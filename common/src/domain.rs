@@ -4,43 +4,58 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// What every validated string newtype `$name(String)` offers: `as_str`, `Display`, its `String`
+/// back (for serde's `into = "String"`) and, given `$valid` (`fn(&str) -> Result<(), &str>`, the
+/// refusal saying what a valid value looks like), its `TryFrom<String>` — the one way in.
+#[macro_export]
+macro_rules! string_newtype {
+    ($name:ident, $valid:expr) => {
+        $crate::string_newtype!($name);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                let valid: fn(&str) -> Result<(), &'static str> = $valid;
+                valid(&value).map(|()| Self(value)).map_err(String::from)
+            }
+        }
+    };
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
 /// 3 to 32 characters from `[A-Za-z0-9_.-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Username(String);
-
-impl Username {
-    pub fn as_str(&self) -> &str {
-        &self.0
+string_newtype!(Username, |value| {
+    let ok_len = (3..=32).contains(&value.len());
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err("must be 3 to 32 characters of letters, digits, '_', '.' or '-'")
     }
-}
-
-impl TryFrom<String> for Username {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        let ok_len = (3..=32).contains(&value.len());
-        let ok_chars = value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-        if ok_len && ok_chars {
-            Ok(Self(value))
-        } else {
-            Err("must be 3 to 32 characters of letters, digits, '_', '.' or '-'".into())
-        }
-    }
-}
-
-impl From<Username> for String {
-    fn from(u: Username) -> Self {
-        u.0
-    }
-}
-
-impl fmt::Display for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+});
 
 /// Money in integer minor units (cents). On the wire it is a JSON number in currency units with at
 /// most two decimals (`12.5` is 1250); in the database it is always the integer.
@@ -122,33 +137,17 @@ impl fmt::Display for Money {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SlotTime(String);
-
-impl SlotTime {
-    pub fn as_str(&self) -> &str {
-        &self.0
+string_newtype!(SlotTime, |value| {
+    let b = value.as_bytes();
+    let two = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
+    let well_formed =
+        b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
+    if well_formed && two(0) < 24 && two(3) < 60 {
+        Ok(())
+    } else {
+        Err("must be a time \"HH:MM\" on a 24-hour clock")
     }
-}
-
-impl TryFrom<String> for SlotTime {
-    type Error = String;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        let b = value.as_bytes();
-        let two = |i: usize| (b[i] - b'0') * 10 + (b[i + 1] - b'0');
-        let well_formed =
-            b.len() == 5 && b[2] == b':' && [0, 1, 3, 4].iter().all(|&i| b[i].is_ascii_digit());
-        if well_formed && two(0) < 24 && two(3) < 60 {
-            Ok(Self(value))
-        } else {
-            Err("must be a time \"HH:MM\" on a 24-hour clock".into())
-        }
-    }
-}
-
-impl From<SlotTime> for String {
-    fn from(s: SlotTime) -> Self {
-        s.0
-    }
-}
+});
 
 #[cfg(test)]
 mod tests {

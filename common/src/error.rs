@@ -287,8 +287,10 @@ mod tests {
         let err = anyhow::Error::new(refused).context("XADD");
         assert_eq!(Dependency::down_in(&err), Some(Dependency::Redis));
 
-        let pool =
-            crate::redis::pool(&crate::config::Secret::new(format!("redis://{CLOSED}"))).unwrap();
+        let pool = crate::redis::pool(&crate::config::SecretString::from(format!(
+            "redis://{CLOSED}"
+        )))
+        .unwrap();
         let err = pool.get().await.err().expect("nothing listens there");
         let err = anyhow::Error::new(err).context("taking a Redis connection");
         assert_eq!(Dependency::down_in(&err), Some(Dependency::Redis));

@@ -2,9 +2,22 @@
 //! with the same key gets the first attempt's result instead of a second effect.
 
 use crate::error::ApiError;
-use axum::{extract::FromRequestParts, http::request::Parts};
+use axum::{
+    extract::FromRequestParts,
+    http::{StatusCode, request::Parts},
+};
 
 pub const HEADER: &str = "idempotency-key";
+
+/// A key sent again with a different request: 422 `idempotency_key_reused`, `detail` saying what
+/// the key was first used for.
+pub fn key_reused(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_key_reused",
+        detail,
+    )
+}
 
 /// `None` without the header; a malformed key is a 400 naming the header.
 #[derive(Debug, Clone, PartialEq, Eq)]

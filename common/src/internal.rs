@@ -2,7 +2,8 @@
 //! `X-Internal-Token`. Applied as a layer on the whole internal router, so no endpoint can forget it.
 //! The gateway and the ingress never route `/internal/` either; this is the second wall.
 
-use crate::{config::Secret, error::ApiError};
+use crate::config::ExposeSecret;
+use crate::{config::SecretString, error::ApiError};
 use axum::{
     extract::{Request, State},
     middleware::Next,
@@ -12,7 +13,7 @@ use axum::{
 pub const HEADER: &str = "x-internal-token";
 
 #[derive(Clone, Debug)]
-pub struct InternalToken(pub Secret);
+pub struct InternalToken(pub SecretString);
 
 pub async fn require_token(
     State(expected): State<InternalToken>,
@@ -26,7 +27,7 @@ pub async fn require_token(
         )
         .into_response();
     };
-    if !constant_time_eq(presented.as_bytes(), expected.0.expose().as_bytes()) {
+    if !constant_time_eq(presented.as_bytes(), expected.0.expose_secret().as_bytes()) {
         return ApiError::forbidden("bad_internal_token", "internal endpoint: token refused")
             .into_response();
     }

@@ -46,7 +46,14 @@ mod schema;
 
 pub use schema::{KeyType, Resources};
 
-use crate::{error::ApiError, internal, json::ApiJson, json::ApiPath};
+use crate::{
+    config::ParticipantConfig,
+    error::ApiError,
+    http::{self, Readiness},
+    internal,
+    json::ApiJson,
+    json::ApiPath,
+};
 use anyhow::{Context, Result};
 use axum::{
     Json, Router,
@@ -211,6 +218,21 @@ pub struct HoldRequest {
 }
 
 /// `PUT|DELETE|GET /internal/<route>/{order_id}`, behind the internal-token guard.
+/// A saga participant's whole HTTP app: its own routes (`api`, state applied), the ledger of
+/// `spec` under `/internal/`, and the shared layers and health endpoints (ready: its database
+/// answers).
+pub fn participant_app(
+    service: &'static str,
+    api: Router,
+    pool: PgPool,
+    spec: &'static LedgerSpec,
+    config: &ParticipantConfig,
+) -> Router {
+    let token = internal::InternalToken(config.internal_token.secret.clone());
+    let api = api.merge(router(Ledger::new(pool.clone(), spec), token));
+    http::app(service, api, Readiness::database(pool), &config.http)
+}
+
 pub fn router(ledger: Ledger, token: internal::InternalToken) -> Router {
     let path = format!("/internal/{}/{{order_id}}", ledger.spec.route);
     Router::new()

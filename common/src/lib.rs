@@ -15,6 +15,7 @@ pub mod internal;
 pub mod json;
 pub mod ledger;
 pub mod redis;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -3,25 +3,26 @@
 //! connection would stall every other command queued behind the blocking one, and redis 1.x
 //! connections time out responses after 500 ms by default.
 
-use crate::config::Secret;
+use crate::config::ExposeSecret;
+use crate::config::SecretString;
 use anyhow::{Context, Result};
 use deadpool_redis::{Config, Pool, Runtime};
 use std::time::Duration;
 
 pub use deadpool_redis::Pool as RedisPool;
 
-pub fn pool(url: &Secret) -> Result<Pool> {
-    Config::from_url(url.expose())
+pub fn pool(url: &SecretString) -> Result<Pool> {
+    Config::from_url(url.expose_secret())
         .create_pool(Some(Runtime::Tokio1))
         .context("creating the Redis pool")
 }
 
 /// A connection of its own, whose responses may take as long as `max_block` plus a margin.
 pub async fn dedicated_connection(
-    url: &Secret,
+    url: &SecretString,
     max_block: Duration,
 ) -> Result<::redis::aio::MultiplexedConnection> {
-    let client = ::redis::Client::open(url.expose()).context("parsing REDIS_URL")?;
+    let client = ::redis::Client::open(url.expose_secret()).context("parsing REDIS_URL")?;
     let config = ::redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(max_block + Duration::from_secs(5)));
@@ -32,8 +33,8 @@ pub async fn dedicated_connection(
 }
 
 /// Where `url` points, for logs: host, port and database number — never the password.
-pub fn describe(url: &Secret) -> String {
-    match ::redis::IntoConnectionInfo::into_connection_info(url.expose()) {
+pub fn describe(url: &SecretString) -> String {
+    match ::redis::IntoConnectionInfo::into_connection_info(url.expose_secret()) {
         Ok(info) => format!("Redis {}/{}", info.addr(), info.redis_settings().db()),
         Err(_) => "Redis (REDIS_URL does not parse)".to_owned(),
     }

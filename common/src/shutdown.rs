@@ -1,4 +1,12 @@
-//! Graceful shutdown: resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+//! Graceful shutdown: [`signal`] resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C); a service's
+//! `run` takes any [`Shutdown`], so a test can stop it on its own terms.
+
+use std::future::Future;
+
+/// What a service's `run` stops on: a future that resolves once, when the service must drain.
+pub trait Shutdown: Future<Output = ()> + Send + 'static {}
+
+impl<F: Future<Output = ()> + Send + 'static> Shutdown for F {}
 
 pub async fn signal() {
     let ctrl_c = async {

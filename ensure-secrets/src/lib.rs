@@ -27,11 +27,8 @@ pub const RANDOM_BYTES: usize = 32;
 /// Reads after a lost race before giving up (each race means another writer finished a write).
 const ATTEMPTS: usize = 5;
 
+/// Create a Secret with random values if it is absent; add missing keys; never change a value
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "ensure-secrets",
-    about = "Create a Secret with random values if it is absent; add missing keys; never change a value"
-)]
 pub struct Cli {
     /// The Secret, in the pod's own namespace.
     #[arg(long)]

@@ -1,20 +1,13 @@
 //! items' configuration, from the environment (`items --help` lists it).
 
 use clap::Parser;
-use shop_common::config::{DatabaseConfig, HttpConfig, InternalTokenConfig};
+use shop_common::config::ParticipantConfig;
 
+/// saga shop: the catalog (public) and reservations (saga participant)
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "items",
-    about = "saga shop: the catalog (public) and reservations (saga participant)"
-)]
 pub struct Config {
     #[command(flatten)]
-    pub http: HttpConfig,
-    #[command(flatten)]
-    pub database: DatabaseConfig,
-    #[command(flatten)]
-    pub internal_token: InternalTokenConfig,
+    pub participant: ParticipantConfig,
     /// The stock each catalog item (ids 1..10) starts with (applied only when the item is first
     /// seeded).
     #[arg(long, env, default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..))]

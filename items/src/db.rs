@@ -19,12 +19,14 @@ const CATALOG: [(i64, &str, i64); 10] = [
     (10, "Maple syrup 250 ml", 1250),
 ];
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A catalog entry, as the database holds it and `GET /api/items` shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Item {
     pub id: i64,
     pub name: String,
     #[sqlx(try_from = "i64")]
     pub price: Money,
+    /// What is still available to reserve.
     pub stock: i64,
 }
 

@@ -3,7 +3,6 @@
 
 mod config;
 mod db;
-mod error;
 mod routes;
 mod startup;
 

@@ -1,38 +1,16 @@
-//! items' HTTP endpoints: the public catalog. The reservation ledger's endpoints come from
-//! `shop_common::ledger`.
+//! items' HTTP endpoint: the public catalog. The reservation ledger's endpoints come from
+//! `shop_common::ledger`; items has no errors of its own beyond the ledger's refusals and an
+//! unreachable database (`ApiError::unexpected`: 503).
 
-use crate::{db, error::ItemsError, startup::AppState};
+use crate::db;
 use axum::{Json, Router, extract::State, routing::get};
-use serde::Serialize;
-use shop_common::{ApiError, domain::Money};
+use shop_common::ApiError;
+use sqlx::PgPool;
 
-pub fn public() -> Router<AppState> {
+pub fn public() -> Router<PgPool> {
     Router::new().route("/api/items", get(list_items))
 }
 
-#[derive(Serialize)]
-struct ItemView {
-    id: i64,
-    name: String,
-    price: Money,
-    /// What is still available to reserve.
-    stock: i64,
-}
-
-impl From<db::Item> for ItemView {
-    fn from(i: db::Item) -> Self {
-        Self {
-            id: i.id,
-            name: i.name,
-            price: i.price,
-            stock: i.stock,
-        }
-    }
-}
-
-async fn list_items(State(state): State<AppState>) -> Result<Json<Vec<ItemView>>, ApiError> {
-    let items = db::list_items(&state.pool)
-        .await
-        .map_err(ItemsError::from)?;
-    Ok(Json(items.into_iter().map(ItemView::from).collect()))
+async fn list_items(State(pool): State<PgPool>) -> Result<Json<Vec<db::Item>>, ApiError> {
+    Ok(Json(db::list_items(&pool).await?))
 }

@@ -2,15 +2,14 @@
 
 use crate::{config::Config, db, routes};
 use anyhow::Result;
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use shop_common::{
-    db as shop_db,
-    http::{self, Readiness},
-    internal::InternalToken,
-    ledger::{self, KeyType, Ledger, LedgerSpec, Resources},
+    db as shop_db, http,
+    ledger::{self, KeyType, LedgerSpec, Resources},
+    shutdown::Shutdown,
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::{future::Future, sync::LazyLock};
+use std::sync::LazyLock;
 use tokio::net::TcpListener;
 
 /// Its own tables, then the ledger's `holds` table and functions rendered for [`RESERVATIONS`]: the
@@ -35,28 +34,13 @@ pub static RESERVATIONS: LedgerSpec = LedgerSpec {
     },
 };
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub pool: PgPool,
-}
-
 pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let token = InternalToken(config.internal_token.secret.clone());
-    let api = routes::public()
-        .with_state(AppState { pool: pool.clone() })
-        .merge(ledger::router(
-            Ledger::new(pool.clone(), &RESERVATIONS),
-            token,
-        ));
-    http::app("items", api, Readiness::database(pool), &config.http)
+    let api = routes::public().with_state(pool.clone());
+    ledger::participant_app("items", api, pool, &RESERVATIONS, &config.participant)
 }
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let pool = shop_db::connect_and_migrate(&config.database, &MIGRATOR).await?;
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let pool = shop_db::connect_and_migrate(&config.participant.database, &MIGRATOR).await?;
     db::seed(&pool, config.item_stock).await?;
     http::serve(listener, build_router(pool, &config), shutdown).await
 }

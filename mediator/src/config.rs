@@ -2,23 +2,18 @@
 
 use crate::saga::Participant;
 use clap::Parser;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, InternalTokenConfig, Secret};
+use shop_common::config::{self, InternalTokenConfig, SecretString, ServerConfig};
 use std::time::Duration;
 
+/// saga shop: the saga orchestrator (consumes the orders stream)
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "mediator",
-    about = "saga shop: the saga orchestrator (consumes the orders stream)"
-)]
 pub struct Config {
+    /// Its database is `orders`, shared with the order API.
     #[command(flatten)]
-    pub http: HttpConfig,
-    /// The `orders` database, shared with the order API.
-    #[command(flatten)]
-    pub database: DatabaseConfig,
+    pub server: ServerConfig,
     /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
-    pub redis_url: Secret,
+    pub redis_url: SecretString,
     #[command(flatten)]
     pub internal_token: InternalTokenConfig,
     #[command(flatten)]

@@ -32,7 +32,7 @@ use crate::{
 };
 use anyhow::Result;
 use backon::BackoffBuilder;
-use shop_common::{config::Secret, redis::RedisPool};
+use shop_common::{config::SecretString, redis::RedisPool};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
@@ -55,7 +55,7 @@ pub struct Consumer(Arc<Inner>);
 
 struct Inner {
     cfg: StreamConfig,
-    redis_url: Secret,
+    redis_url: SecretString,
     stream: OrdersStream,
     executor: Arc<Executor>,
     permits: Arc<Semaphore>,
@@ -67,7 +67,7 @@ struct Inner {
 impl Consumer {
     pub fn new(
         cfg: StreamConfig,
-        redis_url: Secret,
+        redis_url: SecretString,
         redis: RedisPool,
         executor: Arc<Executor>,
         shutdown: CancellationToken,

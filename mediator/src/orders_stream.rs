@@ -13,7 +13,7 @@ use redis::{
     aio::MultiplexedConnection,
     streams::{StreamInfoGroupsReply, StreamPendingCountReply, StreamPendingReply},
 };
-use shop_common::{config::Secret, redis::RedisPool};
+use shop_common::{config::SecretString, redis::RedisPool};
 use std::{
     collections::{BTreeMap, HashMap},
     time::Duration,
@@ -131,7 +131,7 @@ impl OrdersStream {
     }
 
     /// A reader of new entries, on a connection of its own whose replies may take `block`.
-    pub fn reader(&self, redis_url: Secret, block: Duration) -> Reader<'_> {
+    pub fn reader(&self, redis_url: SecretString, block: Duration) -> Reader<'_> {
         Reader {
             stream: self,
             redis_url,
@@ -309,7 +309,7 @@ impl OrdersStream {
 /// again after an error.
 pub struct Reader<'a> {
     stream: &'a OrdersStream,
-    redis_url: Secret,
+    redis_url: SecretString,
     block: Duration,
     conn: Option<MultiplexedConnection>,
 }

@@ -18,7 +18,9 @@ use anyhow::Result;
 use backon::{ExponentialBuilder, Retryable};
 use order_store::db::Order;
 use reqwest::{Method, StatusCode};
-use shop_common::{client::InternalClient, config::Secret, error::ErrorBody, ledger::HoldRequest};
+use shop_common::{
+    client::InternalClient, config::InternalTokenConfig, error::ErrorBody, ledger::HoldRequest,
+};
 use std::{sync::Mutex, time::Duration};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -78,13 +80,13 @@ const COMPENSATION_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
 impl Participants {
     pub fn new(
         config: &ParticipantsConfig,
-        token: &Secret,
+        token: &InternalTokenConfig,
         shutdown: CancellationToken,
     ) -> Result<Self> {
         // A hung participant must leave time for retries within the step deadline.
         let attempt_timeout =
             (config.step_deadline / 3).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        let client = |url: &str| InternalClient::new(url, token.clone(), attempt_timeout);
+        let client = |url: &str| InternalClient::new(url, token.secret.clone(), attempt_timeout);
         Ok(Self {
             items: client(&config.items_url)?,
             slots: client(&config.slots_url)?,

@@ -8,18 +8,15 @@ use shop_common::{
     db,
     http::{self, Readiness},
     redis,
+    shutdown::Shutdown,
 };
-use std::{future::Future, sync::Arc};
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
     // The order service's migrations: both processes may apply them, sqlx serialises that.
-    let pool = db::connect_and_migrate(&config.database, &order_store::MIGRATOR).await?;
+    let pool = db::connect_and_migrate(&config.server.database, &order_store::MIGRATOR).await?;
     let redis = redis::pool(&config.redis_url)?;
 
     let stop = CancellationToken::new();
@@ -41,7 +38,7 @@ pub async fn run(
     );
 
     let readiness = Readiness::database_and_redis(pool, redis);
-    let app = http::app("mediator", Router::new(), readiness, &config.http);
+    let app = http::app("mediator", Router::new(), readiness, &config.server.http);
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(
         listener,

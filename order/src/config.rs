@@ -1,24 +1,19 @@
 //! order's configuration, from the environment (`order --help` lists it).
 
 use clap::Parser;
-use shop_common::config::{self, DatabaseConfig, HttpConfig, JwtSecretConfig, Secret};
+use shop_common::config::{self, JwtSecretConfig, SecretString, ServerConfig};
 use std::time::Duration;
 
+/// saga shop: the order API (stores orders, publishes them to the saga stream)
 #[derive(Debug, Clone, Parser)]
-#[command(
-    name = "order",
-    about = "saga shop: the order API (stores orders, publishes them to the saga stream)"
-)]
 pub struct Config {
     #[command(flatten)]
-    pub http: HttpConfig,
-    #[command(flatten)]
-    pub database: DatabaseConfig,
+    pub server: ServerConfig,
     #[command(flatten)]
     pub jwt_secret: JwtSecretConfig,
     /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
-    pub redis_url: Secret,
+    pub redis_url: SecretString,
     /// The saga stream: the order API publishes new orders on it, the mediator consumes it.
     #[arg(long, env, default_value = "orders")]
     pub orders_stream: String,

@@ -1,7 +1,6 @@
 //! order's errors, and the one place their HTTP statuses are chosen.
 
-use axum::http::StatusCode;
-use shop_common::ApiError;
+use shop_common::{ApiError, idempotency};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
@@ -20,11 +19,7 @@ impl From<OrderError> for ApiError {
         let detail = e.to_string();
         match e {
             OrderError::NotFound => ApiError::not_found("not_found", detail),
-            OrderError::IdempotencyKeyReused => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                detail,
-            ),
+            OrderError::IdempotencyKeyReused => idempotency::key_reused(detail),
             OrderError::Unexpected(e) => ApiError::unexpected(e),
         }
     }

@@ -1,9 +1,8 @@
 //! order: the public order API; each order's saga is run by the mediator.
 
+use shop_common::service;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shop_common::telemetry::init();
-    let config: order::Config = shop_common::config::parse();
-    let listener = shop_common::http::bind(&config.http).await?;
-    order::run(listener, config, shop_common::shutdown::signal()).await
+    service::main(order::run).await
 }

@@ -4,7 +4,8 @@
 //! (Redis blip, reconnect) only costs the reader its wait: it re-reads the order at its deadline.
 
 use futures::StreamExt;
-use shop_common::config::Secret;
+use shop_common::config::ExposeSecret;
+use shop_common::config::SecretString;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
@@ -53,7 +54,7 @@ impl FinalSignals {
     /// Subscribes to `channel` until `stop`, reconnecting after failures.
     pub async fn listen(
         self: Arc<Self>,
-        redis_url: Secret,
+        redis_url: SecretString,
         channel: String,
         stop: CancellationToken,
     ) {
@@ -70,11 +71,11 @@ impl FinalSignals {
 
     async fn subscribe(
         &self,
-        redis_url: &Secret,
+        redis_url: &SecretString,
         channel: &str,
         stop: &CancellationToken,
     ) -> anyhow::Result<()> {
-        let client = redis::Client::open(redis_url.expose())?;
+        let client = redis::Client::open(redis_url.expose_secret())?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
         let mut messages = pubsub.on_message();

@@ -14,9 +14,10 @@ use shop_common::{
     db as pg,
     http::{self, LongPolls, Readiness},
     redis::{self, RedisPool},
+    shutdown::Shutdown,
 };
 use sqlx::PgPool;
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -61,18 +62,14 @@ fn build(
     // reads never need Redis, so a Redis outage must not take the order API out of the Ingress.
     let readiness = Readiness::database(pool);
     (
-        http::app_with_long_polls("order", api, long_polls, readiness, &config.http),
+        http::app_with_long_polls("order", api, long_polls, readiness, &config.server.http),
         flusher,
         listener,
     )
 }
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let pool = pg::connect_and_migrate(&config.database, &MIGRATOR).await?;
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let pool = pg::connect_and_migrate(&config.server.database, &MIGRATOR).await?;
     let redis = redis::pool(&config.redis_url)?;
     let stop_sweeping = CancellationToken::new();
     let sweeper = tokio::spawn(outbox::run_sweeper(

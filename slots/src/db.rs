@@ -7,7 +7,8 @@ use sqlx::PgPool;
 /// How many hourly slots exist, from "00:00".
 const SLOT_COUNT: u32 = 10;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A delivery slot, as the database holds it and `GET /api/slots` shows it.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
 pub struct Slot {
     pub slot: String,
     pub free_couriers: i64,

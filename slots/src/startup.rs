@@ -2,16 +2,16 @@
 
 use crate::{config::Config, db, routes};
 use anyhow::Result;
-use axum::{Router, extract::FromRef};
+use axum::Router;
 use shop_common::{
     db as shop_db,
     domain::SlotTime,
-    http::{self, Readiness},
-    internal::InternalToken,
-    ledger::{self, KeyType, Ledger, LedgerSpec, Resources},
+    http,
+    ledger::{self, KeyType, LedgerSpec, Resources},
+    shutdown::Shutdown,
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::{future::Future, sync::LazyLock};
+use std::sync::LazyLock;
 use tokio::net::TcpListener;
 
 /// Its own tables, then the ledger's `holds` table and functions rendered for [`BOOKINGS`]: the
@@ -36,25 +36,13 @@ pub static BOOKINGS: LedgerSpec = LedgerSpec {
     },
 };
 
-#[derive(Clone, FromRef)]
-pub struct AppState {
-    pub pool: PgPool,
-}
-
 pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let token = InternalToken(config.internal_token.secret.clone());
-    let api = routes::public()
-        .with_state(AppState { pool: pool.clone() })
-        .merge(ledger::router(Ledger::new(pool.clone(), &BOOKINGS), token));
-    http::app("slots", api, Readiness::database(pool), &config.http)
+    let api = routes::public().with_state(pool.clone());
+    ledger::participant_app("slots", api, pool, &BOOKINGS, &config.participant)
 }
 
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    let pool = shop_db::connect_and_migrate(&config.database, &MIGRATOR).await?;
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let pool = shop_db::connect_and_migrate(&config.participant.database, &MIGRATOR).await?;
     db::seed(&pool, config.slot_capacity).await?;
     http::serve(listener, build_router(pool, &config), shutdown).await
 }

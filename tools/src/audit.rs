@@ -56,7 +56,7 @@
 use crate::stack::{Streams, pending_counts};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction, postgres::PgRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use uuid::Uuid;
 
@@ -211,6 +211,17 @@ async fn snapshot(pool: &PgPool, what: &str) -> Result<Transaction<'static, Post
     Ok(tx)
 }
 
+/// Every row `sql` returns in the snapshot `tx`.
+async fn rows<T>(tx: &mut PgConnection, sql: &'static str, what: &str) -> Result<Vec<T>>
+where
+    T: for<'r> FromRow<'r, PgRow> + Send + Unpin,
+{
+    sqlx::query_as(sql)
+        .fetch_all(tx)
+        .await
+        .with_context(|| format!("reading {what}"))
+}
+
 const ORDERS_SQL: &str = "SELECT id, username, amount, item, slot, status, reason FROM orders";
 const HOLDS_SQL: &str = "SELECT order_id, resource, quantity, state FROM holds";
 
@@ -243,51 +254,35 @@ struct World {
 
 async fn read(dbs: &Dbs) -> Result<World> {
     let mut tx = snapshot(&dbs.orders, "orders").await?;
-    let orders = sqlx::query_as::<_, OrderRow>(ORDERS_SQL)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading orders")?;
+    let orders = rows(&mut tx, ORDERS_SQL, "orders").await?;
     tx.commit().await?;
 
     let mut tx = snapshot(&dbs.billing, "billing").await?;
-    let accounts = sqlx::query_as("SELECT username, wallet FROM accounts")
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading accounts")?;
-    let deposits = sqlx::query_as::<_, (String, i64)>(
+    let deposits = rows::<(String, i64)>(
+        &mut tx,
         "SELECT username, sum(amount)::bigint FROM deposits GROUP BY username",
+        "deposits",
     )
-    .fetch_all(&mut *tx)
-    .await
-    .context("reading deposits")?
+    .await?
     .into_iter()
     .collect();
-    let charges = sqlx::query_as::<_, HoldRow>(HOLDS_SQL)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading billing holds")?;
+    let accounts = rows(&mut tx, "SELECT username, wallet FROM accounts", "accounts").await?;
+    let charges = rows(&mut tx, HOLDS_SQL, "billing holds").await?;
     tx.commit().await?;
 
     let mut tx = snapshot(&dbs.items, "items").await?;
-    let items = sqlx::query_as("SELECT id, stock FROM items")
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading items")?;
-    let reservations = sqlx::query_as::<_, HoldRow>(HOLDS_SQL)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading items holds")?;
+    let items = rows(&mut tx, "SELECT id, stock FROM items", "items").await?;
+    let reservations = rows(&mut tx, HOLDS_SQL, "items holds").await?;
     tx.commit().await?;
 
     let mut tx = snapshot(&dbs.slots, "slots").await?;
-    let slots = sqlx::query_as("SELECT slot, capacity, free_couriers FROM slots")
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading slots")?;
-    let bookings = sqlx::query_as::<_, HoldRow>(HOLDS_SQL)
-        .fetch_all(&mut *tx)
-        .await
-        .context("reading slots holds")?;
+    let slots = rows(
+        &mut tx,
+        "SELECT slot, capacity, free_couriers FROM slots",
+        "slots",
+    )
+    .await?;
+    let bookings = rows(&mut tx, HOLDS_SQL, "slots holds").await?;
     tx.commit().await?;
 
     Ok(World {

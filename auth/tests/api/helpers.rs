@@ -27,10 +27,8 @@ pub struct App {
 pub async fn spawn_billing() -> String {
     let database = testing::fresh_database().await;
     let config = billing::Config {
-        http: testing::http(),
-        database: database.clone(),
+        participant: testing::participant(database.clone()),
         jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
         initial_wallet: Money::from_minor(10_000),
     };
     let run = |listener| billing::run(listener, config, std::future::pending());
@@ -55,11 +53,10 @@ pub async fn spawn_on(
     passwords: PasswordConfig,
 ) -> App {
     let config = auth::Config {
-        http: testing::http(),
-        database: database.clone(),
-        jwt_secret: testing::jwt_secret(),
+        server: testing::server(database.clone()),
         internal_token: testing::internal_token(),
         billing_url: billing_url.to_owned(),
+        jwt_secret: testing::jwt_secret(),
         access_ttl: Duration::from_secs(60),
         refresh_ttl: Duration::from_secs(600),
         passwords,

@@ -37,10 +37,8 @@ pub async fn spawn_app(initial: i64) -> App {
 
 pub async fn spawn_on(database: DatabaseConfig, initial: i64) -> App {
     let config = billing::Config {
-        http: testing::http(),
-        database: database.clone(),
+        participant: testing::participant(database.clone()),
         jwt_secret: testing::jwt_secret(),
-        internal_token: testing::internal_token(),
         initial_wallet: Money::from_minor(initial),
     };
     let run = |listener| billing::run(listener, config, std::future::pending());

@@ -10,7 +10,11 @@
 pub mod ledger;
 pub mod outage;
 
-use crate::config::{DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, Secret};
+use crate::config::ExposeSecret;
+use crate::config::{
+    DatabaseConfig, HttpConfig, InternalTokenConfig, JwtSecretConfig, ParticipantConfig,
+    SecretString, ServerConfig,
+};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool, migrate::Migrator};
 use std::{fmt::Debug, future::Future};
@@ -23,18 +27,35 @@ pub const INTERNAL_TOKEN: &str = "test-internal-token-0123456789";
 /// Strong enough for start-up's checks (`config::check_secret_strength`); see its test below.
 pub fn jwt_secret() -> JwtSecretConfig {
     JwtSecretConfig {
-        secret: Secret::new(JWT_SECRET),
+        secret: SecretString::from(JWT_SECRET),
     }
 }
 
 pub fn internal_token() -> InternalTokenConfig {
     InternalTokenConfig {
-        secret: Secret::new(INTERNAL_TOKEN),
+        secret: SecretString::from(INTERNAL_TOKEN),
     }
 }
 
 pub fn http() -> HttpConfig {
     HttpConfig::for_tests()
+}
+
+/// A service's server on loopback (port 0) and `database`.
+pub fn server(database: DatabaseConfig) -> ServerConfig {
+    ServerConfig {
+        http: http(),
+        database,
+    }
+}
+
+/// A saga participant on loopback (port 0), `database` and the test token.
+pub fn participant(database: DatabaseConfig) -> ParticipantConfig {
+    ParticipantConfig {
+        http: http(),
+        database,
+        internal_token: internal_token(),
+    }
 }
 
 fn admin_url() -> String {
@@ -48,8 +69,8 @@ fn admin_url() -> String {
 }
 
 /// The test Redis, from `TEST_REDIS_URL`.
-pub fn redis_url() -> Secret {
-    Secret::new(std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| {
+pub fn redis_url() -> SecretString {
+    SecretString::from(std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| {
         panic!(
             "TEST_REDIS_URL is not set: integration tests need a real Redis. \
              Run `make test` (it starts a private one), or export \
@@ -74,7 +95,7 @@ pub async fn fresh_database() -> DatabaseConfig {
         .rsplit_once('/')
         .expect("TEST_DATABASE_URL has a path");
     DatabaseConfig {
-        url: Secret::new(format!("{base}/{name}")),
+        url: SecretString::from(format!("{base}/{name}")),
         max_connections: 10,
         // The test Postgres is up: a test that finds it down fails soon, saying so.
         startup_wait: std::time::Duration::from_secs(5),
@@ -189,7 +210,7 @@ where
             panic!("{name} did not start: {other:?}; server: {server}");
         }
     }
-    let pool = PgPool::connect(database.url.expose())
+    let pool = PgPool::connect(database.url.expose_secret())
         .await
         .expect("test pool");
     Service {

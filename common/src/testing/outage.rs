@@ -3,7 +3,8 @@
 //! under the pool's feet, as when the server is stopped — and restores, without touching the
 //! real server every other test shares.
 
-use crate::config::{DatabaseConfig, Secret};
+use crate::config::ExposeSecret;
+use crate::config::{DatabaseConfig, SecretString};
 use sqlx::postgres::PgConnectOptions;
 use std::{net::SocketAddr, str::FromStr, sync::Mutex};
 use tokio::{
@@ -36,7 +37,7 @@ impl Link {
 
     /// `database`, reached through a new link to its server: `(link, the same database via it)`.
     pub async fn to_database(database: &DatabaseConfig) -> (Self, DatabaseConfig) {
-        let url = database.url.expose();
+        let url = database.url.expose_secret();
         let options = PgConnectOptions::from_str(url).expect("a Postgres URL");
         let server = format!("{}:{}", options.get_host(), options.get_port());
         let target = tokio::net::lookup_host(&server)
@@ -51,7 +52,7 @@ impl Link {
         );
         let via = url.replacen(&format!("@{server}/"), &format!("@{}/", link.addr), 1);
         let config = DatabaseConfig {
-            url: Secret::new(via),
+            url: SecretString::from(via),
             max_connections: database.max_connections,
             startup_wait: database.startup_wait,
         };

@@ -33,9 +33,7 @@ pub async fn spawn_app(stock: i64) -> Listed {
 /// Starts items on `database`, which may already hold an earlier instance's data (a restart).
 pub async fn spawn_on(database: DatabaseConfig, stock: i64) -> Listed {
     let config = items::Config {
-        http: testing::http(),
-        database: database.clone(),
-        internal_token: testing::internal_token(),
+        participant: testing::participant(database.clone()),
         item_stock: stock,
     };
     let run = |listener| items::run(listener, config, std::future::pending());

@@ -142,8 +142,7 @@ impl World {
     /// A mediator's configuration: consumer `consumer`, a step deadline of 2 s.
     pub fn config(&self, consumer: &str) -> Config {
         Config {
-            http: testing::http(),
-            database: self.database.clone(),
+            server: testing::server(self.database.clone()),
             redis_url: testing::redis_url(),
             internal_token: testing::internal_token(),
             stream: StreamConfig {
@@ -264,7 +263,7 @@ pub struct TestApp {
 
 /// Starts a mediator through its real `run`.
 pub async fn spawn_app(config: Config) -> TestApp {
-    let listener = shop_common::http::bind(&config.http).await.unwrap();
+    let listener = shop_common::http::bind(&config.server.http).await.unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(mediator::run(listener, config, async {
         let _ = rx.await;

@@ -6,6 +6,7 @@ use crate::{
     fake_participant::{Answer, Hold},
 };
 use order_store::db::Status;
+use shop_common::config::ExposeSecret;
 use shop_common::testing;
 use std::{
     process::{Child, Command, ExitStatus, Stdio},
@@ -18,8 +19,8 @@ fn mediator_command(world: &World, consumer: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mediator"));
     command
         .env("LISTEN_ADDR", "127.0.0.1:0")
-        .env("DATABASE_URL", world.database.url.expose())
-        .env("REDIS_URL", testing::redis_url().expose())
+        .env("DATABASE_URL", world.database.url.expose_secret())
+        .env("REDIS_URL", testing::redis_url().expose_secret())
         .env("INTERNAL_TOKEN", testing::INTERNAL_TOKEN)
         .env("ORDERS_STREAM", &world.stream)
         .env("DEAD_LETTER_STREAM", world.dead_letter_stream())

@@ -16,8 +16,9 @@ use order::Config;
 use order_store::db::{self, Status};
 use reqwest::{Client, Response};
 use serde_json::{Value as Json, json};
+use shop_common::config::ExposeSecret;
 use shop_common::{
-    config::{DatabaseConfig, Secret},
+    config::{DatabaseConfig, SecretString},
     redis::RedisPool,
     testing::{self, eventually},
 };
@@ -44,7 +45,7 @@ pub async fn spawn_app() -> App {
 }
 
 /// The API through its real `run` on `database` and `redis_url`, once it is ready.
-pub async fn spawn_app_with(database: DatabaseConfig, redis_url: Secret) -> App {
+pub async fn spawn_app_with(database: DatabaseConfig, redis_url: SecretString) -> App {
     let stream = format!("orders-test-{}", Uuid::new_v4().simple());
     let redis = shop_common::redis::pool(&testing::redis_url()).unwrap();
     // The stream exists before the API starts, as once the mediator has created its group: the
@@ -58,10 +59,9 @@ pub async fn spawn_app_with(database: DatabaseConfig, redis_url: Secret) -> App 
         .query_async(&mut *redis.get().await.unwrap())
         .await
         .unwrap();
-    let redis_up = redis_url.expose() != REDIS_DOWN;
+    let redis_up = redis_url.expose_secret() != REDIS_DOWN;
     let config = Config {
-        http: testing::http(),
-        database: database.clone(),
+        server: testing::server(database.clone()),
         jwt_secret: testing::jwt_secret(),
         redis_url,
         orders_stream: stream.clone(),

@@ -4,8 +4,9 @@
 use crate::{REDIS_DOWN, eventually, good_order, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
+use shop_common::config::ExposeSecret;
 use shop_common::{
-    config::Secret,
+    config::SecretString,
     testing::{
         self,
         outage::{Link, expect_unavailable},
@@ -17,7 +18,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn with_the_database_down_a_post_is_503_and_its_retry_creates_the_order_once() {
     let database = testing::fresh_database().await;
-    let direct = PgPool::connect(database.url.expose()).await.unwrap();
+    let direct = PgPool::connect(database.url.expose_secret()).await.unwrap();
     let (link, via_link) = Link::to_database(&database).await;
     let app = spawn_app_with(via_link, testing::redis_url()).await;
     let post = |key: &str| {
@@ -62,7 +63,7 @@ async fn with_the_database_down_a_post_is_503_and_its_retry_creates_the_order_on
 #[tokio::test]
 async fn readiness_follows_the_database_not_redis() {
     let (link, via_link) = Link::to_database(&testing::fresh_database().await).await;
-    let app = spawn_app_with(via_link, Secret::new(REDIS_DOWN)).await;
+    let app = spawn_app_with(via_link, SecretString::from(REDIS_DOWN)).await;
     let ready = async || {
         let r = app.get_anonymous("/health/ready").await;
         (r.status(), r.json::<Json>().await.unwrap())

@@ -7,13 +7,17 @@ use order::outbox::{self, SweepAfter};
 use order_store::db;
 use reqwest::StatusCode;
 use serde_json::Value as Json;
-use shop_common::{config::Secret, testing};
+use shop_common::{config::SecretString, testing};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 async fn spawn_app_without_redis() -> App {
-    spawn_app_with(testing::fresh_database().await, Secret::new(REDIS_DOWN)).await
+    spawn_app_with(
+        testing::fresh_database().await,
+        SecretString::from(REDIS_DOWN),
+    )
+    .await
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! once. (The whole binary started before its Postgres: tools/tests/startup.rs.)
 
 use shop_common::{
-    config::{DatabaseConfig, Secret},
+    config::{DatabaseConfig, SecretString},
     db::connect_and_migrate,
     testing::{self, outage::Link},
 };
@@ -20,7 +20,7 @@ fn closed_port() -> u16 {
 
 fn database(url: String, startup_wait: Duration) -> DatabaseConfig {
     DatabaseConfig {
-        url: Secret::new(url),
+        url: SecretString::from(url),
         max_connections: 4,
         startup_wait,
     }

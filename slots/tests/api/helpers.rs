@@ -33,9 +33,7 @@ pub async fn spawn_app(capacity: i64) -> Listed {
 /// Starts slots on `database`, which may already hold an earlier instance's data (a restart).
 pub async fn spawn_on(database: DatabaseConfig, capacity: i64) -> Listed {
     let config = slots::Config {
-        http: testing::http(),
-        database: database.clone(),
-        internal_token: testing::internal_token(),
+        participant: testing::participant(database.clone()),
         slot_capacity: capacity,
     };
     let run = |listener| slots::run(listener, config, std::future::pending());
