@@ -700,17 +700,12 @@ pub fn start_gateway(dir: &Path, port: u16, upstreams: &Upstreams) -> Result<()>
         error_log.display(),
         procs::log_tail(&error_log, 30).unwrap_or_default()
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(
-            Instant::now() < deadline,
-            "nginx on port {port} does not answer; end of {}:\n{}",
-            error_log.display(),
-            procs::log_tail(&error_log, 30).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
+    stores::wait_until(
+        &format!("nginx answering on port {port}"),
+        Duration::from_secs(15),
+        &error_log,
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
 }
 
 fn print_banner(state: &Path, ports: &Ports) {
