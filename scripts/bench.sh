@@ -4,9 +4,9 @@
 #   scripts/bench.sh
 #
 #   1. records the machine (CPU model, nproc, memory, kernel) and the commit;
-#   2. starts the local stack in the background in release mode (scripts/run.sh --background),
+#   2. starts the local stack in the background in release mode (`shop run --background`),
 #      state in .state/bench, on ports 28080 (gateway), 28001-28006, 28432, 28379 (a busy one is
-#      replaced by a free random port), with ITEM_STOCK and SLOT_CAPACITY large enough that no
+#      replaced by a free port), with ITEM_STOCK and SLOT_CAPACITY large enough that no
 #      order fails for lack of stock, and tuned for ONE small machine that runs everything (the
 #      profile behind each setting is in docs/PERFORMANCE.md, "Where the CPU goes"):
 #        - each service and loadgen on one Tokio worker thread (BENCH_WORKER_THREADS, 1): eight
@@ -40,7 +40,7 @@ esac
 
 STATE="$SAGA_REPO_ROOT/.state/bench"
 OUT="$SAGA_REPO_ROOT/.state/bench-last.txt"
-BIN_DIR="${CARGO_TARGET_DIR:-$SAGA_REPO_ROOT/target}/release"
+BIN_DIR="$(bin_dir release)"
 CONCURRENCY="${BENCH_CONCURRENCY:-256}"
 RATE="${BENCH_RATE:-300}"
 DURATION="${BENCH_DURATION:-30s}"
@@ -49,38 +49,17 @@ MIX="${BENCH_MIX:-success=90,no-money=4,no-item=3,no-slot=3}"
 WORKER_THREADS="${BENCH_WORKER_THREADS:-1}"
 DB_CONNECTIONS="${BENCH_DB_CONNECTIONS:-8}"
 PG_OPTS="${BENCH_PG_OPTS:--c commit_delay=200 -c commit_siblings=5}"
-# shellcheck disable=SC2031  # lib.sh only sets RUST_LOG for its children, never here
 SERVICE_LOG="${RUST_LOG:-warn}"
 
 ensure_packages
+build_bins release
+[[ -x "$BIN_DIR/loadgen" ]] || { err "missing $BIN_DIR/loadgen (cargo build --release -p tools)"; exit 1; }
+shop release stop --state-dir "$STATE" --purge   # leftovers
 
-port() { if port_free "$1"; then echo "$1"; else pick_free_port; fi; }
-stack_env=(
-  SAGA_STATE_DIR="$STATE" PROFILE=release
-  GATEWAY_PORT="$(port 28080)" PG_PORT="$(port 28432)" REDIS_PORT="$(port 28379)"
-  AUTH_PORT="$(port 28001)" BILLING_PORT="$(port 28002)" ORDER_PORT="$(port 28003)"
-  MEDIATOR_PORT="$(port 28004)" ITEMS_PORT="$(port 28005)" SLOTS_PORT="$(port 28006)"
-  ITEM_STOCK=100000000 SLOT_CAPACITY=100000000 RUST_LOG="$SERVICE_LOG"
-  TOKIO_WORKER_THREADS="$WORKER_THREADS" PG_UNIX_SOCKET=1 DB_MAX_CONNECTIONS="$DB_CONNECTIONS"
-  PG_EXTRA_OPTS="$PG_OPTS"
-)
-
-STARTED=0
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if (( STARTED )); then
-    SAGA_STATE_DIR="$STATE" bash "$SAGA_REPO_ROOT/scripts/stop.sh" >/dev/null 2>&1 || stop_all "$STATE" || true
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
+trap 'shop release stop --state-dir "$STATE" >/dev/null 2>&1 || true' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-SAGA_STATE_DIR="$STATE" bash scripts/stop.sh >/dev/null 2>&1 || true   # leftovers
-rm -rf "$STATE"
-_mkstate "$SAGA_REPO_ROOT/.state"
+mkdir -p "$SAGA_REPO_ROOT/.state"
 : >"$OUT"
 say() { printf '%s\n' "$*" | tee -a "$OUT"; }
 
@@ -94,12 +73,14 @@ say "commit   $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git dif
 say "date     $(date -u '+%F %T UTC')"
 say "tuning   TOKIO_WORKER_THREADS=$WORKER_THREADS DB_MAX_CONNECTIONS=$DB_CONNECTIONS PG_UNIX_SOCKET=1 postgres: $PG_OPTS"
 
-STARTED=1
-run_env=("${stack_env[@]}")
-[[ "${SKIP_BUILD:-0}" == 1 ]] && run_env+=(SKIP_BUILD=1)
-env "${run_env[@]}" bash scripts/run.sh --background
+env SAGA_STATE_DIR="$STATE" \
+  GATEWAY_PORT=28080 PG_PORT=28432 REDIS_PORT=28379 AUTH_PORT=28001 BILLING_PORT=28002 \
+  ORDER_PORT=28003 MEDIATOR_PORT=28004 ITEMS_PORT=28005 SLOTS_PORT=28006 \
+  ITEM_STOCK=100000000 SLOT_CAPACITY=100000000 RUST_LOG="$SERVICE_LOG" \
+  TOKIO_WORKER_THREADS="$WORKER_THREADS" PG_UNIX_SOCKET=1 DB_MAX_CONNECTIONS="$DB_CONNECTIONS" \
+  PG_EXTRA_OPTS="$PG_OPTS" \
+  "$BIN_DIR/shop" run --background --free-ports
 base_url="$(sed -n 's/^BASE_URL=//p' "$STATE/env")"
-[[ -x "$BIN_DIR/loadgen" ]] || { err "missing $BIN_DIR/loadgen (cargo build --release -p tools)"; exit 1; }
 
 bench() { # TITLE LOADGEN-ARGS...
   local title="$1"; shift

@@ -12,7 +12,7 @@ RSS stayed below --max-rss-mib.
   scripts/login-flood.py --base http://127.0.0.1:28080 --state-dir .state/run
   scripts/login-flood.py --base http://127.0.0.1:28001 --auth-pid 12345
 
-The auth pid is read from <state-dir>/pids/auth.pid (written by scripts/lib.sh start_services).
+The auth pid is found from <state-dir>/env: the child named auth of its SUPERVISOR_PID (`shop run`).
 Only the Python standard library is used.
 """
 
@@ -28,6 +28,22 @@ import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+
+def auth_pid_of(state_dir: Path) -> int:
+    """The process named auth among the children of the stack's supervisor."""
+    env = dict(
+        line.split("=", 1) for line in (state_dir / "env").read_text().splitlines() if "=" in line
+    )
+    supervisor = env["SUPERVISOR_PID"]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, rest = stat.read_text().rsplit(") ", 1)
+        except OSError:
+            continue
+        if head.split(" (", 1)[1] == "auth" and rest.split()[1] == supervisor:
+            return int(stat.parent.name)
+    raise SystemExit(f"no auth process under the supervisor {supervisor} of {state_dir}")
 
 
 def rss_mib(pid: int) -> float | None:
@@ -88,7 +104,7 @@ def post(base: str, path: str, body: dict, timeout: float = 30.0) -> tuple[int, 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="gateway or auth base URL")
-    ap.add_argument("--state-dir", help="stack state dir (reads pids/auth.pid)")
+    ap.add_argument("--state-dir", help="stack state dir (reads its env: the supervisor's auth child)")
     ap.add_argument("--auth-pid", type=int, help="auth's pid (instead of --state-dir)")
     ap.add_argument("--total", type=int, default=1024)
     ap.add_argument("--concurrency", type=int, default=256)
@@ -100,7 +116,7 @@ def main() -> int:
     if pid is None:
         if not args.state_dir:
             ap.error("give --state-dir or --auth-pid")
-        pid = int((Path(args.state_dir) / "pids" / "auth.pid").read_text().split()[0])
+        pid = auth_pid_of(Path(args.state_dir))
     base = args.base.rstrip("/")
     run_id = f"{int(time.time())}"
 

@@ -4,14 +4,16 @@
 #   1. packages     ensure_packages (postgresql, redis-server, nginx)
 #   2. fmt          cargo fmt --all -- --check
 #   3. clippy       cargo clippy --workspace --all-targets -- -D warnings
-#   4. stores       private PostgreSQL + Redis for the tests under .state/test, on free random ports:
+#   4. stores       builds the tests and binaries (cargo nextest run --no-run), then a private
+#                   PostgreSQL + Redis for the tests under .state/test (`shop run --stores-only`,
+#                   ports 19432/19379, a busy one replaced by a free one):
 #                   TEST_DATABASE_URL=postgres://postgres@127.0.0.1:<port>/postgres
 #                   TEST_REDIS_URL=redis://127.0.0.1:<port>
 #   5. nextest      cargo nextest run --workspace --no-fail-fast
 #   6. lint-deploy  scripts/lint-deploy.sh, if present
-#   7. e2e-stack    the full stack in the background (scripts/run.sh --background), state in
+#   7. e2e-stack    the full stack in the background (`shop run --background`), state in
 #                   .state/e2e, on non-default ports (18080, 18001-18006, 18432, 18379; a busy one
-#                   is replaced by a free random port), plus a curl smoke test through the gateway
+#                   is replaced by a free port), plus a curl smoke test through the gateway
 #   8. newman       scripts/newman.sh with BASE_URL, if present
 #   9. chaos        scripts/chaos.sh --short, if present (it starts its own stack; ours is stopped first)
 #
@@ -88,10 +90,8 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
-  if (( E2E_STARTED )); then
-    SAGA_STATE_DIR="$E2E_STATE" bash "$SAGA_REPO_ROOT/scripts/stop.sh" >/dev/null 2>&1 || stop_all "$E2E_STATE"
-  fi
-  if (( STORES_STARTED )); then stop_all "$TEST_STATE" 2>/dev/null; fi
+  if (( E2E_STARTED )); then shop "$E2E_PROFILE" stop --state-dir "$E2E_STATE" >/dev/null 2>&1; fi
+  if (( STORES_STARTED )); then shop debug stop --state-dir "$TEST_STATE" >/dev/null 2>&1; fi
   (( rc == 0 )) && [[ -n "$CURRENT_STEP" ]] && rc=1
   summary "$rc"
   exit "$rc"
@@ -120,30 +120,29 @@ fi
 
 # ---- 4-5: unit and integration tests against private stores ----------------------------------
 if skipped nextest; then step_skip stores "TEST_SKIP nextest"; step_skip nextest "TEST_SKIP"; else
-  step_begin stores "private PostgreSQL + Redis for the tests (.state/test)"
-  purge_state "$TEST_STATE"     # leftovers of an earlier run: start from a fresh cluster
-  _mkstate "$SAGA_REPO_ROOT/.state"
-  _mkstate "$TEST_STATE"
+  step_begin stores "build the tests; private PostgreSQL + Redis for them (.state/test)"
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "cargo-nextest missing: cargo install cargo-nextest --locked"
+    cargo install cargo-nextest --locked
+  fi
+  # The tests and every binary (shop among them), built once for the steps that follow.
+  cargo nextest run --workspace --no-run
+  shop debug stop --state-dir "$TEST_STATE" --purge   # leftovers: start from a fresh cluster
   STORES_STARTED=1
-  test_pg_port="$(pick_free_port)"
-  start_postgres "$TEST_STATE/pg" "$test_pg_port"
-  test_redis_port="$(pick_free_port)"
-  start_redis "$TEST_STATE/redis" "$test_redis_port"
-  export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$test_pg_port/postgres"
-  export TEST_REDIS_URL="redis://127.0.0.1:$test_redis_port"
+  SAGA_STATE_DIR="$TEST_STATE" PG_PORT=19432 REDIS_PORT=19379 \
+    shop debug run --stores-only --free-ports --background
+  TEST_DATABASE_URL="$(sed -n 's/^PG_URL=//p' "$TEST_STATE/env")/postgres"
+  TEST_REDIS_URL="$(sed -n 's/^REDIS_URL=//p' "$TEST_STATE/env")"
+  export TEST_DATABASE_URL TEST_REDIS_URL
   echo "TEST_DATABASE_URL=$TEST_DATABASE_URL"
   echo "TEST_REDIS_URL=$TEST_REDIS_URL"
   step_end PASS
 
   step_begin nextest "cargo nextest run --workspace --no-fail-fast"
-  if ! cargo nextest --version >/dev/null 2>&1; then
-    log "cargo-nextest missing: cargo install cargo-nextest --locked"
-    cargo install cargo-nextest --locked
-  fi
   cargo nextest run --workspace --no-fail-fast
   step_end PASS
 
-  stop_all "$TEST_STATE"
+  shop debug stop --state-dir "$TEST_STATE"
   STORES_STARTED=0
   unset TEST_DATABASE_URL TEST_REDIS_URL
 fi
@@ -158,22 +157,17 @@ else
 fi
 
 # ---- 7-8: end to end through the gateway -----------------------------------------------------
-# e2e_port DEFAULT : DEFAULT if free, else a free random port
-e2e_port() { if port_free "$1"; then echo "$1"; else pick_free_port; fi; }
 smoke_fail() { err "smoke: $*"; exit 1; }
 
 if skipped e2e; then step_skip e2e-stack "TEST_SKIP e2e"; step_skip newman "TEST_SKIP e2e"; else
   step_begin e2e-stack "full stack in the background (.state/e2e, $E2E_PROFILE build)"
-  SAGA_STATE_DIR="$E2E_STATE" bash scripts/stop.sh >/dev/null 2>&1 || true   # leftovers
-  purge_state "$E2E_STATE"      # fresh databases for every run
-  e2e_env=(
-    SAGA_STATE_DIR="$E2E_STATE" PROFILE="$E2E_PROFILE"
-    GATEWAY_PORT="$(e2e_port 18080)" PG_PORT="$(e2e_port 18432)" REDIS_PORT="$(e2e_port 18379)"
-    AUTH_PORT="$(e2e_port 18001)" BILLING_PORT="$(e2e_port 18002)" ORDER_PORT="$(e2e_port 18003)"
-    MEDIATOR_PORT="$(e2e_port 18004)" ITEMS_PORT="$(e2e_port 18005)" SLOTS_PORT="$(e2e_port 18006)"
-  )
+  build_bins "$E2E_PROFILE"    # debug: already built by the stores step
+  shop "$E2E_PROFILE" stop --state-dir "$E2E_STATE" --purge   # leftovers; fresh databases
   E2E_STARTED=1
-  env "${e2e_env[@]}" bash scripts/run.sh --background
+  env SAGA_STATE_DIR="$E2E_STATE" \
+    GATEWAY_PORT=18080 PG_PORT=18432 REDIS_PORT=18379 AUTH_PORT=18001 BILLING_PORT=18002 \
+    ORDER_PORT=18003 MEDIATOR_PORT=18004 ITEMS_PORT=18005 SLOTS_PORT=18006 \
+    "$(bin_dir "$E2E_PROFILE")/shop" run --background --free-ports
   BASE_URL="$(sed -n 's/^BASE_URL=//p' "$E2E_STATE/env")"
   export BASE_URL
   echo "BASE_URL=$BASE_URL"
@@ -209,7 +203,7 @@ if skipped e2e; then step_skip e2e-stack "TEST_SKIP e2e"; step_skip newman "TEST
   fi
 
   log "stopping the e2e stack"
-  SAGA_STATE_DIR="$E2E_STATE" bash scripts/stop.sh
+  shop "$E2E_PROFILE" stop --state-dir "$E2E_STATE"
   E2E_STARTED=0
 fi
 

@@ -14,7 +14,7 @@
 //! at three placeholders that stand alone on their lines — `@UPSTREAMS@`, `@RATE_LIMIT_ZONES@`,
 //! `@PUBLIC_ROUTES@` — and replaces the template's scalar placeholders (`@NAME@`) with the values
 //! given; a placeholder left over or a value nobody asked for is an error. Where each service
-//! listens locally is the caller's (scripts/lib.sh `start_nginx`): an [`Upstreams`] map.
+//! listens locally is the caller's (`crate::local::start_gateway`): an [`Upstreams`] map.
 //!
 //! Prefix semantics (Kubernetes `pathType: Prefix`, per path element): `/api/orders` matches
 //! `/api/orders`, `/api/orders/` and everything below, never `/api/ordersX` — in nginx the pair

@@ -13,141 +13,49 @@
 //! the mediators reach each participant through an in-process [`FaultProxy`] ([`Stack::proxy`]),
 //! for network faults.
 //!
-//! No orphans, whatever happens to the caller:
-//! - every child runs in its own process group, and kills go to the whole group;
-//! - `kill_on_drop`, and [`Drop`] kills every group, so a failing test (a panic) stops its stack;
-//! - on Linux every child also gets `PR_SET_PDEATHSIG = SIGKILL`, so even a `kill -9` of the test
-//!   process (or a Ctrl-C of `chaos`) takes the services down with it. (The kernel ties that signal
-//!   to the spawning *thread*: children are spawned from runtime worker or test threads, which live
-//!   as long as the stack, never from short-lived blocking-pool threads.)
+//! No orphans, whatever happens to the caller: the processes are started by [`crate::procs`] (own
+//! process group, parent-death signal), `kill_on_drop`, and [`Drop`] kills every group, so a
+//! failing test (a panic) stops its stack. Children are spawned from runtime worker or test
+//! threads, which live as long as the stack (the parent-death signal follows the spawning thread).
 //!
 //! Logs: one file per process (`<instance>.log`, appended across restarts) in a per-stack
 //! directory under the system temp dir. They are removed by [`Stack::shutdown`] and by a quiet
 //! drop, and kept (and their tails printed) when the stack is dropped during a panic, after
 //! [`Stack::keep_logs`], or always with `SAGA_KEEP_LOGS=1`.
 //!
-//! Stacks are heavy (six processes, five databases). A machine-wide lease (lock files in
-//! `<tmp>/saga-stack-slots`, `SAGA_STACK_SLOTS` of them, default 2) bounds how many run at once;
-//! an `exclusive` stack (the crash tests) takes them all, so timing-sensitive tests never share the
-//! CPU with another stack.
+//! Stacks are heavy (six processes, five databases): how many run at once is bounded by nextest's
+//! test groups (`.config/nextest.toml`), and the timing-sensitive tests run alone there.
 
-use crate::{audit::Dbs, client::Endpoints, proxy::FaultProxy};
-use anyhow::{Context, Result, anyhow, bail, ensure};
+pub use crate::procs::{Database, Service, default_bin_dir};
+use crate::{
+    audit::Dbs,
+    client::Endpoints,
+    procs::{
+        ProcSpec, check_binaries, kill_and_reap, kill_group, local_url, pick_ports, random_secret,
+        spawn_process,
+    },
+    proxy::FaultProxy,
+};
+use anyhow::{Context, Result, anyhow, bail};
 use futures::future::try_join_all;
-use rand::Rng;
 use shop_common::domain::Money;
 use sqlx::{
     Connection, PgConnection, PgPool,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use std::{
-    collections::{BTreeMap, HashSet},
-    fmt,
-    fs::{File, OpenOptions},
-    io::Write,
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{ExitStatus, Stdio},
+    process::ExitStatus,
     str::FromStr,
     sync::{
-        Arc, Mutex, MutexGuard, OnceLock,
+        Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
-use tokio::process::{Child, Command};
-
-/// The six service binaries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    Auth,
-    Billing,
-    Order,
-    Mediator,
-    Items,
-    Slots,
-}
-
-impl Service {
-    pub const ALL: [Service; 6] = [
-        Service::Auth,
-        Service::Billing,
-        Service::Order,
-        Service::Mediator,
-        Service::Items,
-        Service::Slots,
-    ];
-
-    /// The binary's file name, and the instance name of the service's first process.
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Auth => "auth",
-            Service::Billing => "billing",
-            Service::Order => "order",
-            Service::Mediator => "mediator",
-            Service::Items => "items",
-            Service::Slots => "slots",
-        }
-    }
-
-    pub fn database(self) -> Database {
-        match self {
-            Service::Auth => Database::Auth,
-            Service::Billing => Database::Billing,
-            Service::Order | Service::Mediator => Database::Orders,
-            Service::Items => Database::Items,
-            Service::Slots => Database::Slots,
-        }
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Service {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Service::ALL
-            .into_iter()
-            .find(|svc| svc.name() == s)
-            .ok_or_else(|| {
-                format!("unknown service {s:?} (auth, billing, order, mediator, items, slots)")
-            })
-    }
-}
-
-/// The five databases (the order API and the mediator share `orders`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Database {
-    Auth,
-    Billing,
-    Orders,
-    Items,
-    Slots,
-}
-
-impl Database {
-    pub const ALL: [Database; 5] = [
-        Database::Auth,
-        Database::Billing,
-        Database::Orders,
-        Database::Items,
-        Database::Slots,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Database::Auth => "auth",
-            Database::Billing => "billing",
-            Database::Orders => "orders",
-            Database::Items => "items",
-            Database::Slots => "slots",
-        }
-    }
-}
+use tokio::process::Child;
 
 /// What a stack is started with. [`StackConfig::from_test_env`] for tests.
 #[derive(Debug, Clone)]
@@ -175,8 +83,6 @@ pub struct StackConfig {
     /// 6 with [`StackConfig::from_test_env`] (parallel test stacks share one Postgres, and
     /// `make test`'s allows 300 connections).
     pub db_max_connections: u32,
-    /// Take every stack lease: no other stack of this machine runs meanwhile.
-    pub exclusive: bool,
     /// How long a process may take to answer `/health/ready` after it is spawned.
     pub ready_timeout: Duration,
     /// Put a [`FaultProxy`] between the mediators and each participant (their BILLING_URL,
@@ -199,7 +105,6 @@ impl StackConfig {
             rust_log: std::env::var("SAGA_STACK_RUST_LOG")
                 .unwrap_or_else(|_| "info,sqlx=warn".to_owned()),
             db_max_connections: 16,
-            exclusive: false,
             ready_timeout: Duration::from_secs(60),
             fault_proxies: false,
         }
@@ -243,11 +148,6 @@ impl StackConfig {
         self
     }
 
-    pub fn exclusive(mut self) -> Self {
-        self.exclusive = true;
-        self
-    }
-
     pub fn fault_proxies(mut self) -> Self {
         self.fault_proxies = true;
         self
@@ -280,16 +180,6 @@ pub struct Streams {
     pub orders: String,
     pub dead_letters: String,
     pub group: String,
-}
-
-/// How one process is (re)started.
-#[derive(Debug, Clone)]
-struct ProcSpec {
-    service: Service,
-    program: PathBuf,
-    port: u16,
-    env: Vec<(String, String)>,
-    log: PathBuf,
 }
 
 #[derive(Debug)]
@@ -325,12 +215,7 @@ pub struct Stack {
     started: Instant,
     keep_logs: AtomicBool,
     stopped: AtomicBool,
-    _leases: Vec<File>,
 }
-
-/// Environment variables handed down from the caller; everything else is set explicitly, so that a
-/// developer's `DATABASE_URL` or `ORDERS_STREAM` can never leak into a stack.
-const PASS_THROUGH: [&str; 5] = ["PATH", "HOME", "TMPDIR", "RUST_BACKTRACE", "LANG"];
 
 impl Stack {
     /// Creates the databases and starts the six services (plus `config.mediators - 1` mediator
@@ -341,7 +226,6 @@ impl Stack {
             None => default_bin_dir()?,
         };
         check_binaries(&bin_dir)?;
-        let leases = acquire_leases(config.exclusive).await?;
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let log_dir = std::env::temp_dir()
             .join("saga-stacks")
@@ -374,7 +258,6 @@ impl Stack {
             started: Instant::now(),
             keep_logs: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
-            _leases: leases,
         };
         stack.boot().await.inspect_err(|_| {
             stack.keep_logs.store(true, Ordering::Relaxed);
@@ -572,28 +455,16 @@ impl Stack {
     /// does not get ready within the configured timeout.
     pub async fn wait_ready(&self, instance: &str) -> Result<()> {
         let url = format!("{}/health/ready", self.instance_url(instance)?);
-        let deadline = Instant::now() + self.config.ready_timeout;
-        loop {
-            if let Some(status) = self.reap(instance)? {
-                bail!(
-                    "{instance} exited during startup ({status}); end of its log:\n{}",
-                    self.log_tail(instance, 30).unwrap_or_default()
-                );
-            }
-            if let Ok(r) = self.http.get(&url).send().await
-                && r.status().is_success()
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{instance} not ready after {:?} at {url}; end of its log:\n{}",
-                    self.config.ready_timeout,
-                    self.log_tail(instance, 30).unwrap_or_default()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let log = self.log_dir.join(format!("{instance}.log"));
+        crate::procs::wait_ready(
+            &self.http,
+            instance,
+            &url,
+            self.config.ready_timeout,
+            || self.reap(instance),
+            &log,
+        )
+        .await
     }
 
     /// If `instance` was running and has exited on its own, records and returns its exit status.
@@ -705,14 +576,7 @@ impl Stack {
         let pid = self
             .pid(instance)
             .with_context(|| format!("{instance} is not running"))?;
-        let pgid = libc::pid_t::try_from(pid).context("pid out of range")?;
-        ensure!(pgid > 1, "refusing to signal process group {pgid}");
-        // SAFETY: kill(2) takes no pointers; a negative pid addresses the child's own group.
-        if unsafe { libc::kill(-pgid, sig) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("signal {sig} to {instance}"));
-        }
-        Ok(())
+        crate::procs::signal_group(pid, sig).with_context(|| format!("signalling {instance}"))
     }
 
     /// The fault proxy in front of `participant` (`billing`, `items` or `slots`), when the stack
@@ -836,10 +700,7 @@ impl Stack {
 
     /// The last `lines` lines of a process's log.
     pub fn log_tail(&self, instance: &str, lines: usize) -> Option<String> {
-        let path = self.log_dir.join(format!("{instance}.log"));
-        let text = std::fs::read_to_string(path).ok()?;
-        let all: Vec<&str> = text.lines().collect();
-        Some(all[all.len().saturating_sub(lines)..].join("\n"))
+        crate::procs::log_tail(&self.log_dir.join(format!("{instance}.log")), lines)
     }
 
     /// Keep the log directory when the stack goes away (e.g. after a failed check).
@@ -1022,219 +883,6 @@ impl ServiceUrls {
     }
 }
 
-fn local_url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
-}
-
-fn random_secret() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
-/// `target/<profile>/` when running from `target/<profile>/deps/` (a test) or from
-/// `target/<profile>/` (a tool); `SAGA_BIN_DIR` overrides.
-pub fn default_bin_dir() -> Result<PathBuf> {
-    if let Ok(dir) = std::env::var("SAGA_BIN_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let exe = std::env::current_exe().context("locating the current executable")?;
-    let mut dir = exe
-        .parent()
-        .context("the current executable has no directory")?
-        .to_path_buf();
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    Ok(dir)
-}
-
-fn check_binaries(dir: &Path) -> Result<()> {
-    let missing: Vec<String> = Service::ALL
-        .iter()
-        .map(|s| dir.join(s.name()))
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "missing service binaries: {}. Build them first: `cargo build --workspace --bins` \
-             (with --release for a release tool); `cargo nextest run --workspace` builds them too. \
-             SAGA_BIN_DIR overrides where they are looked for.",
-            missing.join(", ")
-        );
-    }
-    Ok(())
-}
-
-/// Free loopback ports in 20000-27999: below the kernel's ephemeral range (32768+), so an outgoing
-/// connection cannot grab one between the pick and the service's bind, and clear of the fixed
-/// ports the scripts use (8xxx, 18xxx for `make test`'s e2e stack, 28xxx for `make bench`).
-/// Never the same port twice per process.
-fn pick_ports(n: usize) -> Result<Vec<u16>> {
-    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
-    let mut given = given.lock().unwrap_or_else(|e| e.into_inner());
-    let mut rng = rand::rng();
-    let mut out = Vec::with_capacity(n);
-    let mut tries = 0;
-    while out.len() < n {
-        tries += 1;
-        if tries > 10_000 {
-            bail!("found no free TCP port on 127.0.0.1 in 20000-27999");
-        }
-        let port: u16 = rng.random_range(20_000..28_000);
-        if given.contains(&port) {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
-            out.push(port);
-        }
-    }
-    Ok(out)
-}
-
-fn spawn_process(instance: &str, spec: &ProcSpec, start: u32, at: Duration) -> Result<Child> {
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log)
-        .with_context(|| format!("opening {}", spec.log.display()))?;
-    writeln!(
-        log,
-        "\n===== t+{:.3}s start #{start} of {instance} on 127.0.0.1:{} =====",
-        at.as_secs_f64(),
-        spec.port
-    )
-    .context("writing the log header")?;
-    let mut cmd = Command::new(&spec.program);
-    cmd.env_clear();
-    for key in PASS_THROUGH {
-        if let Ok(value) = std::env::var(key) {
-            cmd.env(key, value);
-        }
-    }
-    cmd.envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().context("duplicating the log handle")?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .process_group(0);
-    #[cfg(target_os = "linux")]
-    {
-        let parent = std::process::id() as libc::pid_t;
-        // SAFETY: between fork and exec the closure only makes async-signal-safe system calls
-        // (prctl, getppid, _exit) and allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before prctl took effect: then nobody would kill us.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-    }
-    cmd.spawn()
-        .with_context(|| format!("spawning {}", spec.program.display()))
-}
-
-/// SIGKILL to the whole process group `pid` leads (each child leads its own).
-fn kill_group(pid: u32) {
-    let Ok(pgid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    // pid 0 or 1 would signal our own group or init: never.
-    if pgid > 1 {
-        // SAFETY: kill(2) takes no pointers; a negative pid addresses the process group.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-    }
-}
-
-async fn kill_and_reap(instance: &str, mut child: Child) -> Result<()> {
-    // id() is None once the child has been reaped: then its pid may belong to someone else.
-    if let Some(pid) = child.id() {
-        kill_group(pid);
-    }
-    let _ = child.start_kill();
-    tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .with_context(|| format!("{instance} still alive 10 s after SIGKILL"))?
-        .with_context(|| format!("waiting for {instance} to exit"))?;
-    Ok(())
-}
-
-/// Machine-wide bound on concurrent stacks: lock files, one per slot.
-async fn acquire_leases(exclusive: bool) -> Result<Vec<File>> {
-    let slots: usize = std::env::var("SAGA_STACK_SLOTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2);
-    let dir = std::env::temp_dir().join("saga-stack-slots");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let open = |i: usize| -> Result<File> {
-        let path = dir.join(format!("slot-{i}.lock"));
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))
-    };
-    let waiting_since = Instant::now();
-    let mut said = false;
-    let mut note = |what: &str| {
-        if !said && waiting_since.elapsed() > Duration::from_secs(5) {
-            eprintln!("waiting for {what} (other stacks are running; SAGA_STACK_SLOTS={slots})");
-            said = true;
-        }
-    };
-    if exclusive {
-        // In slot order, so two exclusive stacks cannot deadlock.
-        let mut held = Vec::with_capacity(slots);
-        for i in 0..slots {
-            let file = open(i)?;
-            loop {
-                match file.try_lock() {
-                    Ok(()) => break,
-                    Err(std::fs::TryLockError::WouldBlock) => {
-                        note("every stack slot");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(std::fs::TryLockError::Error(e)) => {
-                        return Err(anyhow!(e).context("locking a stack slot"));
-                    }
-                }
-            }
-            held.push(file);
-        }
-        return Ok(held);
-    }
-    loop {
-        for i in 0..slots {
-            let file = open(i)?;
-            match file.try_lock() {
-                Ok(()) => return Ok(vec![file]),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(anyhow!(e).context("locking a stack slot"));
-                }
-            }
-        }
-        note("a stack slot");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn ping_redis(url: &str) -> Result<()> {
     let client =
         redis::Client::open(url).with_context(|| format!("parsing the Redis URL {url}"))?;
@@ -1323,18 +971,5 @@ mod tests {
             with_database("postgres://u:p@h:1/postgres?sslmode=disable", "x").unwrap(),
             "postgres://u:p@h:1/x?sslmode=disable"
         );
-    }
-
-    #[test]
-    fn services_parse() {
-        assert_eq!("mediator".parse::<Service>().unwrap(), Service::Mediator);
-        assert!("nope".parse::<Service>().is_err());
-    }
-
-    #[test]
-    fn ports_are_distinct() {
-        let ports = pick_ports(20).unwrap();
-        let set: HashSet<_> = ports.iter().collect();
-        assert_eq!(set.len(), 20);
     }
 }

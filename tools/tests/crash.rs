@@ -33,7 +33,6 @@ fn config() -> StackConfig {
     // overrides, e.g. to investigate a failure).
     config.rust_log = std::env::var("SAGA_STACK_RUST_LOG").unwrap_or_else(|_| "warn".into());
     config
-        .exclusive()
         // A dead consumer's entries are claimed after this idle time (60 s by default).
         .service_env(Service::Mediator, "CLAIM_MIN_IDLE_MS", 3000)
         // Fewer sagas at once (64 by default): the backlog stays in the stream longer, so the

@@ -1,12 +1,13 @@
 //! The gateway rendered from the Ingress, in front of the real services: every Ingress path is
 //! served by the service it names (its router knows something at or under the path), the gateway
 //! hands every request on it to that service, with and without a trailing slash, and nothing under
-//! /internal, /health or /metrics gets through. nginx is started by scripts/lib.sh `start_nginx`,
+//! /internal, /health or /metrics gets through. nginx is started by `tools::local::start_gateway`,
 //! exactly as `make run` starts it. Needs TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
 
 use std::path::{Path, PathBuf};
 use tools::{
-    gateway::{NEVER_PUBLIC, PathType, Routes},
+    gateway::{NEVER_PUBLIC, PathType, Routes, Upstreams},
+    local, procs,
     stack::{Service, Stack, StackConfig},
     stores,
 };
@@ -31,7 +32,8 @@ async fn answer(client: &reqwest::Client, url: &str) -> Answer {
     (status, error)
 }
 
-/// nginx started by lib.sh in a directory of its own; stopped and removed on drop.
+/// The gateway started by `tools::local::start_gateway` — exactly as `make run` starts it — in a
+/// directory of its own; stopped and removed on drop.
 struct Gateway {
     dir: PathBuf,
     url: String,
@@ -39,52 +41,43 @@ struct Gateway {
 
 impl Gateway {
     async fn start(stack: &Stack) -> Gateway {
-        use rand::Rng;
-        let renderer_dir = Path::new(env!("CARGO_BIN_EXE_gateway-config"))
-            .parent()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let upstreams: Upstreams = Service::ALL
+            .into_iter()
+            .map(|service| {
+                let url = stack.url(service);
+                let addr = url.trim_start_matches("http://").parse().unwrap();
+                (service.name().to_owned(), addr)
+            })
+            .collect();
         let mut last_error = String::new();
-        // Ports of the project range, never the ephemeral one; lib.sh refuses a taken one.
+        // A port of the project range, taken meanwhile by someone else: try another.
         for _ in 0..5 {
             let dir = std::env::temp_dir().join(format!("saga-gateway-{}", uuid::Uuid::new_v4()));
-            let port: u16 = rand::rng().random_range(20_000..32_000);
-            let mut args = vec![
-                dir.to_string_lossy().into_owned(),
-                port.to_string(),
-                renderer_dir.clone(),
-            ];
-            for service in Service::ALL {
-                let url = stack.url(service);
-                let addr = url.trim_start_matches("http://");
-                args.push(format!("{service}={addr}"));
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let output = stores::lib_sh(
-                r#"set -e
-                ensure_packages >&2
-                start_nginx "$@" >&2"#,
-                &args,
-            )
+            let port = procs::pick_ports(1).unwrap()[0];
+            let (task_dir, task_upstreams) = (dir.clone(), upstreams.clone());
+            let started = tokio::task::spawn_blocking(move || {
+                local::start_gateway(&task_dir, port, &task_upstreams)
+            })
             .await
             .unwrap();
-            if output.status.success() {
-                return Gateway {
-                    dir,
-                    url: format!("http://127.0.0.1:{port}"),
-                };
+            match started {
+                Ok(()) => {
+                    return Gateway {
+                        dir,
+                        url: format!("http://127.0.0.1:{port}"),
+                    };
+                }
+                Err(e) => last_error = format!("{e:#}"),
             }
-            last_error = String::from_utf8_lossy(&output.stderr).into_owned();
-            stores::purge(&dir);
+            let _ = stores::purge(&dir);
         }
-        panic!("lib.sh start_nginx failed 5 times: {last_error}");
+        panic!("starting the gateway failed 5 times: {last_error}");
     }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        stores::purge(&self.dir);
+        let _ = stores::purge(&self.dir);
     }
 }
 

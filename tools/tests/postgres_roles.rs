@@ -74,7 +74,7 @@ async fn each_service_owns_its_database_as_its_own_role() {
         .expect("the port")
         .to_owned();
 
-    // Passwords are checked from now on, except for the superuser (lib.sh starts it with trust).
+    // Passwords are checked from now on, except for the superuser (tools::stores starts it with trust).
     std::fs::write(
         stores.postgres.data.join("pg_hba.conf"),
         "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",

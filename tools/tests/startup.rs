@@ -6,7 +6,7 @@
 //! 2. with the default bound it waits — saying for what, staying alive — while PostgreSQL is
 //!    started ~10 s later, then reaches `/health/ready` 200 without ever exiting.
 //!
-//! The stores are the test's own (`PrivateStores`, started by lib.sh), so stopping PostgreSQL
+//! The stores are the test's own (`PrivateStores`, started by `tools::stores`), so stopping PostgreSQL
 //! disturbs no other test.
 
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The README promises that every service rides out a restart of Redis or PostgreSQL: nothing
 //! exits, every pool reconnects, and orders placed around the restart complete. This test gives
-//! the whole stack stores of its own (`tools::stores::PrivateStores`, started by lib.sh like every
-//! other store of the project), so that restarting them disturbs no other test:
+//! the whole stack stores of its own (`tools::stores::PrivateStores`, started like every other
+//! store of the project), so that restarting them disturbs no other test:
 //!
 //! 1. an order completes (the baseline);
 //! 2. Redis is killed (`SIGKILL`) and started again; an order POSTed while it is down is accepted
@@ -76,7 +76,7 @@ async fn services_reconnect_after_redis_and_postgres_restarts() {
     let stores = PrivateStores::start(&dir)
         .await
         .expect("starting private stores");
-    let mut config = StackConfig::new(&stores.admin_url, &stores.redis.url).exclusive();
+    let mut config = StackConfig::new(&stores.admin_url, &stores.redis.url);
     config.db_max_connections = 6;
     let stack = Stack::start(config).await.expect("starting the stack");
     let client = ShopClient::new(stack.endpoints(), Duration::from_secs(10)).unwrap();

@@ -64,8 +64,8 @@ struct Args {
     /// Redis URL (default: $TEST_REDIS_URL).
     #[arg(long, env = "CHAOS_REDIS_URL")]
     redis_url: Option<String>,
-    /// The directory of lib.sh's `start_redis` (redis.conf, pid file, appendonlydir): needed for
-    /// Redis restarts.
+    /// The directory of `tools::stores::start_redis` (redis.conf, pid file, appendonlydir):
+    /// needed for Redis restarts.
     #[arg(long, env = "CHAOS_REDIS_DIR")]
     redis_dir: Option<PathBuf>,
     /// PostgreSQL's data directory: needed for PostgreSQL restarts.

@@ -1,5 +1,6 @@
 //! gateway-config: the local nginx gateway's config, rendered from the Kubernetes Ingress
-//! (`tools::gateway`). scripts/lib.sh `start_nginx` runs `render` each time it starts the gateway.
+//! (`tools::gateway`). `make run` renders the same config as a library call
+//! (`tools::local::start_gateway`).
 //!
 //!   gateway-config render --upstream auth=127.0.0.1:8001 ... --set LISTEN=127.0.0.1:8080 ... \
 //!       --output <state>/nginx.conf
