@@ -9,6 +9,32 @@
 //! services under load, then audit) and `gateway-config` (the local nginx gateway's config,
 //! rendered from the Kubernetes Ingress: [`gateway`]).
 
+/// `Display` and `FromStr` of a unit enum by its `name()`, over its `ALL`: how services, fault
+/// kinds and order kinds are named on the command line and in reports. An unknown name is refused
+/// with the list of known ones.
+macro_rules! named {
+    ($type:ty, $what:literal) => {
+        impl std::fmt::Display for $type {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $type {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::ALL
+                    .into_iter()
+                    .find(|k| k.name() == s)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+                        format!("unknown {} {s:?} ({})", $what, known.join(", "))
+                    })
+            }
+        }
+    };
+}
+
 pub mod audit;
 pub mod campaign;
 pub mod config_table;

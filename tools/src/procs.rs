@@ -16,12 +16,10 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::{
     collections::HashSet,
-    fmt,
     fs::OpenOptions,
     io::Write,
     path::{Path, PathBuf},
     process::{ExitStatus, Stdio},
-    str::FromStr,
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -71,23 +69,7 @@ impl Service {
     }
 }
 
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Service {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Service::ALL
-            .into_iter()
-            .find(|svc| svc.name() == s)
-            .ok_or_else(|| {
-                format!("unknown service {s:?} (auth, billing, order, mediator, items, slots)")
-            })
-    }
-}
+named!(Service, "service");
 
 /// The five databases (the order API and the mediator share `orders`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

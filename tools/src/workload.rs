@@ -101,23 +101,7 @@ impl OrderKind {
     }
 }
 
-impl fmt::Display for OrderKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for OrderKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        OrderKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                format!("unknown order kind {s:?} (success, no-money, no-item, no-slot)")
-            })
-    }
-}
+named!(OrderKind, "order kind");
 
 /// Relative weights of the kinds: `success=90,no-money=4,no-item=3,no-slot=3`.
 #[derive(Debug, Clone, PartialEq, Eq)]
