@@ -19,7 +19,8 @@
 //! `(i+1)/(n+1)` of the orders are final (or 20 s without progress), after a random 0-500 ms
 //! more. Store restarts take the `gate` exclusively,
 //! which the kill loop takes shared around each kill-and-restart, so that a service is never
-//! started while its store is down (that would be a fault of the harness, not of the saga).
+//! started while its store is down (that would be a fault of the harness, not of the saga), and
+//! which the network lane takes shared while it reads a window's evidence from the databases.
 //!
 //! Each fault also records whether it LANDED, with the evidence: a pause took entries away from
 //! the paused consumer (it stays stopped, bounded, until one is taken); a lost reply window saw
@@ -433,7 +434,11 @@ impl<'a> Nemesis<'a> {
             let mut record = self.proxy_fault(kind, rng).await?;
             // The sagas the window touched reach the log once they are final: past their deadline.
             tokio::time::sleep(self.config.step_deadline + Duration::from_secs(1)).await;
+            // The other lane may be restarting a store right now: the evidence is read once it
+            // is back (and no restart begins while it is read), not taken for a fault of ours.
+            let gate = self.shared.gate.read().await;
             self.confirm_window(&mut record).await?;
+            drop(gate);
             if record.landed || tries >= PROXY_FAULT_TRIES {
                 return Ok(record);
             }
