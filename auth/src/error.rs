@@ -19,9 +19,6 @@ pub enum AuthError {
     Overloaded,
     #[error("the billing account could not be created")]
     BillingUnavailable(#[source] anyhow::Error),
-    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
 }
 
 impl From<AuthError> for ApiError {
@@ -37,16 +34,16 @@ impl From<AuthError> for ApiError {
             AuthError::BillingUnavailable(source) => {
                 ApiError::unavailable("billing_unavailable", source.context(detail))
             }
-            AuthError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }
 
-impl From<PasswordError> for AuthError {
+/// A failed hash is unexpected (500, or 503 when a dependency is down); a full queue is ours.
+impl From<PasswordError> for ApiError {
     fn from(e: PasswordError) -> Self {
         match e {
-            PasswordError::Overloaded => AuthError::Overloaded,
-            PasswordError::Failed(e) => AuthError::Unexpected(e),
+            PasswordError::Overloaded => AuthError::Overloaded.into(),
+            PasswordError::Failed(e) => ApiError::unexpected(e),
         }
     }
 }

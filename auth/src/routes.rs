@@ -39,8 +39,7 @@ async fn sign_up(
     let hash = state
         .passwords
         .hash(user.password.expose_secret().to_owned())
-        .await
-        .map_err(AuthError::from)?;
+        .await?;
     let mut tx = state.pool.begin().await.context("starting the sign-up")?;
     if !db::insert_user(&mut tx, &user.username, user.email.as_str(), &hash).await? {
         return Err(AuthError::UsernameTaken(user.username.to_string()).into());
@@ -88,11 +87,7 @@ async fn token(
     ApiJson(c): ApiJson<Credentials>,
 ) -> Result<Json<Tokens>, ApiError> {
     let stored = db::password_hash(&state.pool, &c.username).await?;
-    let valid = state
-        .passwords
-        .verify(c.password, stored)
-        .await
-        .map_err(AuthError::from)?;
+    let valid = state.passwords.verify(c.password, stored).await?;
     if !valid {
         return Err(AuthError::InvalidCredentials.into());
     }

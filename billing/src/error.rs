@@ -10,9 +10,6 @@ pub enum BillingError {
     UnknownAccount(String),
     #[error("this Idempotency-Key was already used for a different deposit")]
     IdempotencyKeyReused,
-    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
 }
 
 impl From<BillingError> for ApiError {
@@ -22,7 +19,6 @@ impl From<BillingError> for ApiError {
             BillingError::NotYourAccount => ApiError::forbidden("forbidden", detail),
             BillingError::UnknownAccount(_) => ApiError::not_found("account_not_found", detail),
             BillingError::IdempotencyKeyReused => idempotency::key_reused(detail),
-            BillingError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }

@@ -8,4 +8,4 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use startup::{MIGRATOR, build_router, run};
+pub use startup::{CHARGES, build_router, run};

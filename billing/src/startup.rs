@@ -5,21 +5,14 @@ use anyhow::Result;
 use axum::{Router, extract::FromRef, middleware};
 use shop_common::{
     auth::JwtKeys,
-    db,
     domain::Money,
     http,
     internal::{self, InternalToken},
-    ledger::{self, KeyType, LedgerSpec, Resources},
+    ledger::{self, KeyType, LedgerSpec, OwnTables, Resources},
     shutdown::Shutdown,
 };
-use sqlx::{PgPool, migrate::Migrator};
-use std::sync::LazyLock;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
-
-/// Its own tables, then the ledger's `holds` table and functions rendered for [`CHARGES`]: the
-/// migrations it released as files, byte for byte (shop_common::ledger::schema says why).
-pub static MIGRATOR: LazyLock<Migrator> =
-    LazyLock::new(|| CHARGES.migrator("accounts", include_str!("tables.sql")));
 
 /// The money step of the saga: charge = hold `amount` cents of the user's wallet.
 pub static CHARGES: LedgerSpec = LedgerSpec {
@@ -35,6 +28,7 @@ pub static CHARGES: LedgerSpec = LedgerSpec {
         summary: "accounts.wallet by username, cents",
         holds_meaning: "resource = username,\n-- quantity = amount charged in cents.",
     },
+    tables: OwnTables::new("accounts", include_str!("tables.sql")),
 };
 
 #[derive(Clone, FromRef)]
@@ -60,6 +54,6 @@ pub fn build_router(pool: PgPool, config: &Config) -> Router {
 }
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
-    let pool = db::connect_and_migrate(&config.participant.database, &MIGRATOR).await?;
+    let pool = CHARGES.connect(&config.participant).await?;
     http::serve(listener, build_router(pool, &config), shutdown).await
 }

@@ -1,6 +1,6 @@
 //! Configuration from environment variables (12-factor), declared once as `clap` derive structs
-//! with `env`: the parsing, the defaults, `--help` and the manifest check (tools/tests/manifest.rs)
-//! all come from the same declarations. Secrets are [`SecretString`]s so that a `{:?}` of any
+//! with `env`: the parsing, the defaults, `--help` and the manifest check
+//! (tools/tests/system/manifest.rs) all come from the same declarations. Secrets are [`SecretString`]s so that a `{:?}` of any
 //! config struct can be logged without leaking them, and are checked for strength at start-up
 //! ([`SecretParser`]).
 

@@ -16,7 +16,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use sqlx::{
     ConnectOptions, Connection, PgPool,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgConnectOptions, PgPoolOptions, PgRow},
 };
 use std::{str::FromStr, time::Duration};
 use tokio::time::Instant;
@@ -33,6 +33,17 @@ pub const DEPENDENCY_BACKOFF: ExponentialBuilder = ExponentialBuilder::new()
 /// One connection attempt never takes longer than this, so that a host that swallows packets
 /// still gets retried and logged every few seconds.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every row of a parameterless `select` as `T`; `what` names the read in its error.
+pub async fn fetch_all<T>(pool: &PgPool, select: &'static str, what: &'static str) -> Result<Vec<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    sqlx::query_as::<_, T>(select)
+        .fetch_all(pool)
+        .await
+        .context(what)
+}
 
 pub async fn connect_and_migrate(config: &DatabaseConfig, migrator: &Migrator) -> Result<PgPool> {
     let options = PgConnectOptions::from_str(config.url.expose_secret())

@@ -44,7 +44,7 @@
 
 mod schema;
 
-pub use schema::{KeyType, Resources};
+pub use schema::{KeyType, OwnTables, Resources};
 
 use crate::{
     config::ParticipantConfig,
@@ -53,6 +53,7 @@ use crate::{
     internal,
     json::ApiJson,
     json::ApiPath,
+    shutdown::Shutdown,
 };
 use anyhow::{Context, Result};
 use axum::{
@@ -65,6 +66,7 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Row, postgres::PgRow};
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 /// How one participant maps onto the shared design: its route, and the resource table and refusal
@@ -80,6 +82,8 @@ pub struct LedgerSpec {
     pub valid_key: fn(&str) -> bool,
     /// Where the resources are, for the functions.
     pub resources: Resources,
+    /// The participant's own tables, which its first migration starts with.
+    pub tables: OwnTables,
 }
 
 /// Rejection of an action whose order was already compensated.
@@ -231,6 +235,21 @@ pub fn participant_app(
     let token = internal::InternalToken(config.internal_token.secret.clone());
     let api = api.merge(router(Ledger::new(pool.clone(), spec), token));
     http::app(service, api, Readiness::database(pool), &config.http)
+}
+
+/// Serves a participant whose own routes only read its database (items, slots) until `shutdown`:
+/// `api` on `pool`, and the ledger of `spec`.
+pub async fn serve(
+    listener: TcpListener,
+    service: &'static str,
+    api: Router<PgPool>,
+    pool: PgPool,
+    spec: &'static LedgerSpec,
+    config: &ParticipantConfig,
+    shutdown: impl Shutdown,
+) -> Result<()> {
+    let app = participant_app(service, api.with_state(pool.clone()), pool, spec, config);
+    http::serve(listener, app, shutdown).await
 }
 
 pub fn router(ledger: Ledger, token: internal::InternalToken) -> Router {

@@ -54,8 +54,6 @@ pub async fn seed(pool: &PgPool, stock: i64) -> Result<()> {
 }
 
 pub async fn list_items(pool: &PgPool) -> Result<Vec<Item>> {
-    sqlx::query_as::<_, Item>("SELECT id, name, price, stock FROM items ORDER BY id")
-        .fetch_all(pool)
-        .await
-        .context("listing items")
+    let select = "SELECT id, name, price, stock FROM items ORDER BY id";
+    shop_common::db::fetch_all(pool, select, "listing items").await
 }

@@ -1,21 +1,12 @@
-//! Wiring: state, the router (public + ledger), seeding, and `run`.
+//! Wiring: the ledger's spec, seeding, and `run` (the public reads and the ledger).
 
 use crate::{config::Config, db, routes};
 use anyhow::Result;
-use axum::Router;
 use shop_common::{
-    db as shop_db, http,
-    ledger::{self, KeyType, LedgerSpec, Resources},
+    ledger::{self, KeyType, LedgerSpec, OwnTables, Resources},
     shutdown::Shutdown,
 };
-use sqlx::{PgPool, migrate::Migrator};
-use std::sync::LazyLock;
 use tokio::net::TcpListener;
-
-/// Its own tables, then the ledger's `holds` table and functions rendered for [`RESERVATIONS`]: the
-/// migrations it released as files, byte for byte (shop_common::ledger::schema says why).
-pub static MIGRATOR: LazyLock<Migrator> =
-    LazyLock::new(|| RESERVATIONS.migrator("items", include_str!("tables.sql")));
 
 /// The stock step of the saga: reserve = hold `quantity` units of the item `resource` ("3").
 pub static RESERVATIONS: LedgerSpec = LedgerSpec {
@@ -32,15 +23,21 @@ pub static RESERVATIONS: LedgerSpec = LedgerSpec {
         summary: "items.stock by item id",
         holds_meaning: "resource = item id as\n-- text, quantity = units reserved.",
     },
+    tables: OwnTables::new("items", include_str!("tables.sql")),
 };
 
-pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let api = routes::public().with_state(pool.clone());
-    ledger::participant_app("items", api, pool, &RESERVATIONS, &config.participant)
-}
-
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
-    let pool = shop_db::connect_and_migrate(&config.participant.database, &MIGRATOR).await?;
+    let pool = RESERVATIONS.connect(&config.participant).await?;
     db::seed(&pool, config.item_stock).await?;
-    http::serve(listener, build_router(pool, &config), shutdown).await
+    let api = routes::public();
+    ledger::serve(
+        listener,
+        "items",
+        api,
+        pool,
+        &RESERVATIONS,
+        &config.participant,
+        shutdown,
+    )
+    .await
 }

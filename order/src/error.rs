@@ -9,9 +9,6 @@ pub enum OrderError {
     NotFound,
     #[error("this Idempotency-Key was already used for a different order")]
     IdempotencyKeyReused,
-    /// 503 `unavailable` if Postgres or Redis cannot be reached, else 500 (`ApiError::unexpected`).
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
 }
 
 impl From<OrderError> for ApiError {
@@ -20,7 +17,6 @@ impl From<OrderError> for ApiError {
         match e {
             OrderError::NotFound => ApiError::not_found("not_found", detail),
             OrderError::IdempotencyKeyReused => idempotency::key_reused(detail),
-            OrderError::Unexpected(e) => ApiError::unexpected(e),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! sweep's.
 
 use crate::{error::OrderError, startup::AppState};
+use anyhow::Context;
 use axum::{
     Json, Router,
     extract::State,
@@ -141,7 +142,7 @@ async fn create(
         }
     };
     let location = HeaderValue::try_from(format!("/api/orders/{}", order.id))
-        .map_err(|e| OrderError::Unexpected(e.into()))?;
+        .context("the order's Location header")?;
     Ok((
         status,
         [(header::LOCATION, location)],

@@ -33,8 +33,6 @@ pub async fn seed(pool: &PgPool, capacity: i64) -> Result<()> {
 
 pub async fn list_slots(pool: &PgPool) -> Result<Vec<Slot>> {
     // "HH:MM" sorts chronologically as text.
-    sqlx::query_as::<_, Slot>("SELECT slot, free_couriers FROM slots ORDER BY slot")
-        .fetch_all(pool)
-        .await
-        .context("listing slots")
+    let select = "SELECT slot, free_couriers FROM slots ORDER BY slot";
+    shop_common::db::fetch_all(pool, select, "listing slots").await
 }

@@ -7,4 +7,4 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use startup::{MIGRATOR, build_router, run};
+pub use startup::{BOOKINGS, run};

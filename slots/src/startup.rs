@@ -1,23 +1,13 @@
-//! Wiring: state, the router (public + ledger), seeding, and `run`.
+//! Wiring: the ledger's spec, seeding, and `run` (the public reads and the ledger).
 
 use crate::{config::Config, db, routes};
 use anyhow::Result;
-use axum::Router;
 use shop_common::{
-    db as shop_db,
     domain::SlotTime,
-    http,
-    ledger::{self, KeyType, LedgerSpec, Resources},
+    ledger::{self, KeyType, LedgerSpec, OwnTables, Resources},
     shutdown::Shutdown,
 };
-use sqlx::{PgPool, migrate::Migrator};
-use std::sync::LazyLock;
 use tokio::net::TcpListener;
-
-/// Its own tables, then the ledger's `holds` table and functions rendered for [`BOOKINGS`]: the
-/// migrations it released as files, byte for byte (shop_common::ledger::schema says why).
-pub static MIGRATOR: LazyLock<Migrator> =
-    LazyLock::new(|| BOOKINGS.migrator("slots", include_str!("tables.sql")));
 
 /// The courier step of the saga: book = hold `quantity` free couriers of the slot `resource`.
 pub static BOOKINGS: LedgerSpec = LedgerSpec {
@@ -34,15 +24,21 @@ pub static BOOKINGS: LedgerSpec = LedgerSpec {
         summary: "slots.free_couriers by slot",
         holds_meaning: "resource = slot,\n-- quantity = couriers booked.",
     },
+    tables: OwnTables::new("slots", include_str!("tables.sql")),
 };
 
-pub fn build_router(pool: PgPool, config: &Config) -> Router {
-    let api = routes::public().with_state(pool.clone());
-    ledger::participant_app("slots", api, pool, &BOOKINGS, &config.participant)
-}
-
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
-    let pool = shop_db::connect_and_migrate(&config.participant.database, &MIGRATOR).await?;
+    let pool = BOOKINGS.connect(&config.participant).await?;
     db::seed(&pool, config.slot_capacity).await?;
-    http::serve(listener, build_router(pool, &config), shutdown).await
+    let api = routes::public();
+    ledger::serve(
+        listener,
+        "slots",
+        api,
+        pool,
+        &BOOKINGS,
+        &config.participant,
+        shutdown,
+    )
+    .await
 }

@@ -22,7 +22,7 @@ use uuid::Uuid;
 #[test]
 fn the_released_migrations_are_rendered_byte_for_byte() {
     testing::assert_released(
-        &billing::MIGRATOR,
+        billing::CHARGES.migrator(),
         &[
             testing::Released {
                 version: 1,

@@ -22,11 +22,13 @@
 //!   few replacements, and [`Migration::new`] checksums the SQL exactly as the macro does.
 
 use super::LedgerSpec;
+use crate::{config::ParticipantConfig, db};
+use anyhow::Result;
 use sqlx::{
-    AssertSqlSafe, SqlSafeStr,
+    AssertSqlSafe, PgPool, SqlSafeStr,
     migrate::{Migration, MigrationType, Migrator},
 };
-use std::borrow::Cow;
+use std::{borrow::Cow, sync::OnceLock};
 
 const HOLDS: &str = include_str!("holds.sql");
 const FUNCTIONS: &str = include_str!("functions.sql");
@@ -73,16 +75,43 @@ impl KeyType {
     }
 }
 
+/// A participant's own tables: its `tables.sql`, under the description sqlx derived from the file
+/// name they were released under (`0001_accounts.sql` → `accounts`); and, once rendered, the
+/// participant's migrations.
+#[derive(Debug)]
+pub struct OwnTables {
+    description: &'static str,
+    sql: &'static str,
+    migrator: OnceLock<Migrator>,
+}
+
+impl OwnTables {
+    pub const fn new(description: &'static str, sql: &'static str) -> Self {
+        Self {
+            description,
+            sql,
+            migrator: OnceLock::new(),
+        }
+    }
+}
+
 impl LedgerSpec {
-    /// The participant's migrations: 1 (`tables_description`) is its own `tables` followed by the
-    /// `holds` table, 2 (`ledger functions`) the ledger's functions. The descriptions are the ones
-    /// sqlx derived from the released file names (`0001_accounts.sql` → `accounts`).
-    pub fn migrator(&self, tables_description: &'static str, tables: &str) -> Migrator {
-        let first = format!("{}\n{}", without_notes(tables), self.holds_sql());
-        Migrator::with_migrations(vec![
-            migration(1, tables_description, first),
-            migration(2, "ledger functions", self.functions_sql()),
-        ])
+    /// The participant's database, reached (waiting for it) and migrated.
+    pub async fn connect(&self, config: &ParticipantConfig) -> Result<PgPool> {
+        db::connect_and_migrate(&config.database, self.migrator()).await
+    }
+
+    /// The participant's migrations: 1 (its tables' description) is its own tables followed by
+    /// the `holds` table, 2 (`ledger functions`) the ledger's functions.
+    pub fn migrator(&self) -> &Migrator {
+        self.tables.migrator.get_or_init(|| {
+            let tables = &self.tables;
+            let first = format!("{}\n{}", without_notes(tables.sql), self.holds_sql());
+            Migrator::with_migrations(vec![
+                migration(1, tables.description, first),
+                migration(2, "ledger functions", self.functions_sql()),
+            ])
+        })
     }
 
     fn holds_sql(&self) -> String {

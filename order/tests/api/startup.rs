@@ -2,7 +2,7 @@
 //! same `shop_common::db::connect_and_migrate`): a database that is not there yet is waited for,
 //! within DB_STARTUP_WAIT_SECS, then given up with an error naming it (never its password); an
 //! error waiting cannot fix is not waited for; replicas starting together apply each migration
-//! once. (The whole binary started before its Postgres: tools/tests/startup.rs.)
+//! once. (The whole binary started before its Postgres: tools/tests/system/startup.rs.)
 
 use shop_common::{
     config::{DatabaseConfig, SecretString},

@@ -25,7 +25,7 @@ shop_common::ledger_contract_tests! {
 #[test]
 fn the_released_migrations_are_rendered_byte_for_byte() {
     testing::assert_released(
-        &slots::MIGRATOR,
+        slots::BOOKINGS.migrator(),
         &[
             testing::Released {
                 version: 1,
