@@ -10,7 +10,8 @@
 # Functions:
 #   ensure_packages          install postgresql/redis-server/nginx if missing; exports PG_BIN
 #   build_bins PROFILE       cargo build --workspace --bins (release or debug), unless SKIP_BUILD=1
-#   shop PROFILE ARGS...     run target/PROFILE/shop ARGS (tools/src/bin/shop.rs)
+#   exec_shop ARGS...        ensure_packages, build_bins $PROFILE (release by default), then
+#                            exec target/$PROFILE/shop ARGS (tools/src/bin/shop.rs)
 
 SAGA_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export SAGA_REPO_ROOT
@@ -103,12 +104,12 @@ build_bins() {
   (cd "$SAGA_REPO_ROOT" && "${build[@]}")
 }
 
-# shop PROFILE ARGS... : the stack's supervisor (tools/src/bin/shop.rs)
-shop() {
-  local bin
-  bin="$(bin_dir "$1")/shop"; shift
-  if [[ ! -x "$bin" ]]; then
-    err "missing $bin (cargo build --workspace --bins, with --release for release)"; return 1
-  fi
-  "$bin" "$@"
+# exec_shop ARGS... : installs, builds and becomes `shop ARGS` (tools/src/bin/shop.rs). exec: the
+# supervisor gets Ctrl-C and SIGTERM itself (its own handlers), even when the calling script was
+# started in the background with SIGINT ignored.
+exec_shop() {
+  local profile="${PROFILE:-release}"
+  ensure_packages
+  build_bins "$profile"
+  exec "$(bin_dir "$profile")/shop" "$@"
 }

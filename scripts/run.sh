@@ -29,9 +29,4 @@ case "${1:-}" in
   *) err "unknown argument: $1"; exit 2 ;;
 esac
 
-PROFILE="${PROFILE:-release}"
-ensure_packages
-build_bins "$PROFILE"
-# exec: the supervisor gets Ctrl-C and SIGTERM itself (its own handlers), even when this script
-# was started in the background with SIGINT ignored.
-exec "$(bin_dir "$PROFILE")/shop" run "$@"
+exec_shop run "$@"

@@ -292,13 +292,10 @@ async fn wait_until_victim_holds(
 /// killed is back. Restarts overlap with the next kills (at most `faults.max_down` processes are
 /// down at once), so the kills keep coming while something is still restarting. Processes that
 /// die on their own are reported and restarted.
-pub async fn kill_loop(
-    stack: &Stack,
-    faults: &Faults,
-    progress: &AtomicU64,
-    stop: &AtomicBool,
-    orders_db: Option<&PgPool>,
-) -> KillReport {
+pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> KillReport {
+    let Watch {
+        stop, orders_db, ..
+    } = watch;
     let mut rng = StdRng::seed_from_u64(faults.seed);
     let mut report = KillReport::default();
     let mut finals_at_last_kill = 0;
@@ -313,9 +310,7 @@ pub async fn kill_loop(
         let turn = Turn {
             index: i as u64,
             faults,
-            progress,
-            stop,
-            orders_db,
+            watch,
             step_due: finals_at_last_kill + step,
         };
         let wait = turn.wait(gap);
@@ -411,25 +406,34 @@ pub fn between(rng: &mut StdRng, (lo, hi): (Duration, Duration)) -> Duration {
     }
 }
 
+/// What the kill loop watches while it paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch<'a> {
+    /// Orders accepted so far (for [`Pace::Accepted`]).
+    pub progress: &'a AtomicU64,
+    /// Set once the run is over: no more kills.
+    pub stop: &'a AtomicBool,
+    /// The orders database, for the paces on final orders and to pick victims that hold some.
+    pub orders_db: Option<&'a PgPool>,
+}
+
 /// What one kill waits for before it comes.
 struct Turn<'a> {
     index: u64,
     faults: &'a Faults,
-    progress: &'a AtomicU64,
-    stop: &'a AtomicBool,
-    orders_db: Option<&'a PgPool>,
+    watch: Watch<'a>,
     /// For [`Pace::FinalStep`]: the final count to reach.
     step_due: u64,
 }
 
 impl Turn<'_> {
     async fn wait(&self, gap: Duration) {
-        let stopped = || self.stop.load(Relaxed);
+        let stopped = || self.watch.stop.load(Relaxed);
         let kills = self.faults.kills as u64 + 1;
-        match (self.faults.pace, self.orders_db) {
+        match (self.faults.pace, self.watch.orders_db) {
             (Some((Pace::Accepted, total)), _) => {
                 let due = total * (self.index + 1) / kills;
-                while self.progress.load(Relaxed) < due && !stopped() {
+                while self.watch.progress.load(Relaxed) < due && !stopped() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }

@@ -1,8 +1,8 @@
 //! The README's configuration table, generated: one row per environment variable of the
 //! services, taken from their own configuration (the `clap::Command` of each [`Binary`], the same
 //! list the manifest check uses) and from the logging variables every service reads outside it
-//! ([`shop_common::telemetry::VARIABLES`]). tools/tests/manifest.rs fails when the README's block
-//! differs from [`render`], and rewrites it when asked ([`REGENERATE`]).
+//! ([`shop_common::telemetry::VARIABLES`]). tools/tests/system/manifest.rs fails when the README's
+//! block differs from [`render`], and rewrites it when asked ([`REGENERATE`]).
 
 use crate::manifest::Binary;
 use anyhow::{Context, Result, bail};
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 /// The command that rewrites the README's block from the code.
 pub const REGENERATE: &str =
-    "UPDATE_CONFIG_TABLE=1 cargo nextest run -p tools --test manifest config_table";
+    "UPDATE_CONFIG_TABLE=1 cargo nextest run --workspace --test system manifest::config_table";
 
 pub const BEGIN: &str = "<!-- config-table:begin -->";
 pub const END: &str = "<!-- config-table:end -->";

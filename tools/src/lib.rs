@@ -36,7 +36,9 @@ macro_rules! named {
 }
 
 pub mod audit;
+pub mod bench;
 pub mod campaign;
+pub mod checks;
 pub mod config_table;
 pub mod gateway;
 pub mod local;

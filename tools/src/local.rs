@@ -1,4 +1,4 @@
-//! The local stack of `make run`, `make test`'s e2e and store steps, `make bench` and `make chaos`:
+//! The local stack of `make run`, `make test`'s e2e step and `make bench`:
 //! the supervisor behind the `shop` binary. One state directory per stack (default `.state/run`)
 //! holds everything it started: the PostgreSQL and Redis of [`crate::stores`] (`pg/`, `redis/`),
 //! the six services (their output in `logs/<service>.log`), the nginx gateway (`nginx/`, its config
@@ -22,14 +22,11 @@ use crate::{
 };
 use anyhow::{Context, Result, bail, ensure};
 use sqlx::{Connection, PgConnection};
-use std::{
-    collections::BTreeMap,
-    fs::File,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
-};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 use tokio::{
     process::Child,
     signal::unix::{SignalKind, signal},
@@ -105,7 +102,8 @@ pub struct RunArgs {
     /// Start a detached supervisor, return once its stack is ready (stop it with `shop stop`).
     #[arg(long, short = 'b')]
     pub background: bool,
-    /// Only PostgreSQL and Redis (the stores of `make test`'s nextest step and of `make chaos`).
+    /// Only PostgreSQL and Redis: stores for running the tests by hand (`<state>/env` gives
+    /// `PG_URL` and `REDIS_URL` for `TEST_DATABASE_URL=$PG_URL/postgres TEST_REDIS_URL=$REDIS_URL`).
     #[arg(long)]
     pub stores_only: bool,
     /// A busy port is replaced by a free one of the project range instead of refused.
@@ -320,6 +318,55 @@ async fn run_in_background(state: &Path) -> Result<i32> {
     }
 }
 
+/// The ports of a stack started by [`start_in_background`]: `base` + 80 for the gateway, + 1..6
+/// for the services, + 432 for PostgreSQL, + 379 for Redis (18xxx for `make test`'s e2e stack,
+/// 28xxx for `make bench`); a busy one is replaced by a free one.
+fn ports_from(base: u16) -> [(&'static str, u16); 9] {
+    [
+        ("GATEWAY_PORT", base + 80),
+        ("AUTH_PORT", base + 1),
+        ("BILLING_PORT", base + 2),
+        ("ORDER_PORT", base + 3),
+        ("MEDIATOR_PORT", base + 4),
+        ("ITEMS_PORT", base + 5),
+        ("SLOTS_PORT", base + 6),
+        ("PG_PORT", base + 432),
+        ("REDIS_PORT", base + 379),
+    ]
+}
+
+/// `shop run --background` of the `shop` in `bin_dir` (so the stack runs that build's services),
+/// after removing what an interrupted run left in `state`; `env` goes to the supervisor and the
+/// services. Returns `<state>/env`, the description of the running stack (`BASE_URL`, ...).
+pub async fn start_in_background(
+    bin_dir: &Path,
+    state: &Path,
+    port_base: u16,
+    env: &[(&str, String)],
+) -> Result<BTreeMap<String, String>> {
+    stop(state, true).await?;
+    let status = tokio::process::Command::new(bin_dir.join("shop"))
+        .args(["run", "--background", "--free-ports"])
+        .env("SAGA_STATE_DIR", state)
+        .envs(ports_from(port_base).map(|(name, port)| (name, port.to_string())))
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .status()
+        .await
+        .context("starting `shop run --background`")?;
+    ensure!(
+        status.success(),
+        "`shop run --background` failed ({status})"
+    );
+    let path = state.join("env");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
+}
+
 /// What one supervisor started.
 struct LocalStack {
     state: PathBuf,
@@ -372,7 +419,7 @@ impl LocalStack {
             let upstreams: Upstreams = Service::ALL
                 .into_iter()
                 .map(|s| {
-                    let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.service(s)));
+                    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.ports.service(s)));
                     (s.name().to_owned(), addr)
                 })
                 .collect();

@@ -45,7 +45,7 @@ use std::{
 };
 use tools::{
     audit::{Baseline, Known},
-    campaign::{self, Faults, Pace, SendReport, Sending, Setup},
+    campaign::{self, Faults, Pace, SendReport, Sending, Setup, Watch},
     client::ShopClient,
     nemesis::{FaultKind, Nemesis, NemesisConfig, Shared},
     stack::{Service, Stack, StackConfig},
@@ -154,7 +154,8 @@ struct Args {
     #[arg(long)]
     keep_logs: bool,
     /// TEST ONLY: the mediators record this participant's compensations as done without sending
-    /// them (MEDIATOR_BROKEN_COMPENSATION), which the run must catch (tools/tests/chaos_teeth.rs).
+    /// them (MEDIATOR_BROKEN_COMPENSATION), which the run must catch
+    /// (tools/tests/system/chaos_teeth.rs).
     #[arg(long, value_parser = ["items", "slots", "billing"])]
     broken_compensation: Option<String>,
 }
@@ -390,7 +391,15 @@ async fn run(
     };
     let inject = async {
         let r = tokio::join!(
-            campaign::kill_loop(stack, &faults, &progress, &stop, Some(&dbs.orders)),
+            campaign::kill_loop(
+                stack,
+                &faults,
+                Watch {
+                    progress: &progress,
+                    stop: &stop,
+                    orders_db: Some(&dbs.orders),
+                },
+            ),
             nemesis.run(&stop),
         );
         faults_done.store(true, Relaxed);
@@ -649,7 +658,7 @@ async fn run(
 mod tests {
     use super::*;
 
-    /// The duration flags take what scripts/chaos.sh and tests/chaos_teeth.rs pass.
+    /// The duration flags take what scripts/chaos.sh and tests/system/chaos_teeth.rs pass.
     #[test]
     fn duration_flags_take_human_durations() {
         let args = Args::try_parse_from([

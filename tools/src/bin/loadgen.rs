@@ -463,7 +463,7 @@ fn report(run: &Run, args: &Args, mode: &str, started: Instant, seed: u64) -> Re
 mod tests {
     use super::*;
 
-    /// The duration flags take what scripts/bench.sh passes (`BENCH_DURATION`, default 30s).
+    /// The duration flags take what `shop bench` passes (`BENCH_DURATION`, default 30s).
     #[test]
     fn duration_flags_take_human_durations() {
         let args = Args::try_parse_from([

@@ -1,13 +1,17 @@
 //! shop: starts and stops the local stack — private PostgreSQL and Redis, the six services, the
-//! nginx gateway — for `make run`, `make stop`, `make test`, `make bench` and `make chaos`
-//! (`tools::local`; the integration tests start theirs through `tools::stack`, on the same
-//! process code, `tools::procs`).
+//! nginx gateway — for `make run`, `make stop` (`tools::local`; the integration tests start theirs
+//! through `tools::stack`, on the same process code, `tools::procs`), and runs the checks of
+//! `make test` and `make chaos` (`tools::checks`) and the benchmark of `make bench`
+//! (`tools::bench`).
 //!
 //!   shop run                      everything, in the foreground until Ctrl-C / SIGTERM
 //!   shop run --background         the same, detached; returns once the stack is ready
 //!   shop run --stores-only ...    only PostgreSQL and Redis
 //!   shop stop [--purge]           stop the stack of SAGA_STATE_DIR (default .state/run)
 //!   shop stop --all | --clean     every stack under .state/ (--clean: then remove .state/)
+//!   shop test [--skip STEPS]      every check of `make test`, in order, with a summary
+//!   shop chaos [CHAOS ARGS...]    `chaos` against private stores (`make chaos`)
+//!   shop bench                    loadgen against a release stack tuned for this machine (`make bench`)
 //!
 //! Ports, the state directory and the stores' tuning come from the environment (`shop run
 //! --help`); the services get the caller's environment (ITEM_STOCK, RUST_LOG, ...).
@@ -15,10 +19,14 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use tools::local::{self, RunArgs};
+use tools::{
+    bench::{self, BenchArgs},
+    checks::{self, ChaosArgs, TestArgs},
+    local::{self, RunArgs},
+};
 
 #[derive(Parser, Debug)]
-#[command(about = "Start and stop the local saga shop: stores, services, gateway")]
+#[command(about = "Start and stop the local saga shop (stores, services, gateway); run its checks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,6 +51,13 @@ enum Command {
         #[arg(long, conflicts_with = "state_dir")]
         clean: bool,
     },
+    /// Every check of `make test`, in order, failing fast: fmt, clippy, nextest, lint-deploy, e2e,
+    /// newman, chaos. Expects the tests and binaries built (scripts/test.sh builds them).
+    Test(TestArgs),
+    /// `chaos` with a private PostgreSQL and Redis under .state/chaos (`make chaos`).
+    Chaos(ChaosArgs),
+    /// Throughput and latency through the gateway of a release stack (`make bench`).
+    Bench(BenchArgs),
 }
 
 // One thread: the services are spawned from it, and their parent-death signal follows the
@@ -51,6 +66,9 @@ enum Command {
 async fn main() -> Result<()> {
     let code = match Cli::parse().command {
         Command::Run(args) => local::run(args).await?,
+        Command::Test(args) => checks::test(args).await?,
+        Command::Chaos(args) => checks::chaos(args).await?,
+        Command::Bench(args) => bench::run(args).await?,
         Command::Stop {
             state_dir,
             purge,

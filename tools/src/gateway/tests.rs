@@ -296,7 +296,7 @@ fn rendering_needs_an_address_for_every_routed_service_and_fills_every_placehold
 }
 
 /// The real pair: deploy-services.yml's Ingresses fill deploy/gateway.nginx.conf.template (nginx
-/// itself checks the result where `make run` starts it: tools/tests/gateway.rs).
+/// itself checks the result where `make run` starts it: tools/tests/system/gateway.rs).
 #[test]
 fn the_repository_manifest_renders_into_the_repository_template() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

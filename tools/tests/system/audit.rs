@@ -190,10 +190,10 @@ async fn world() -> World {
         items: pool(&url(Database::Items)).await,
         slots: pool(&url(Database::Slots)).await,
     };
-    migrate(&dbs.billing, &billing::MIGRATOR, "billing").await;
+    migrate(&dbs.billing, billing::CHARGES.migrator(), "billing").await;
     migrate(&dbs.orders, &order_store::MIGRATOR, "order").await;
-    migrate(&dbs.items, &items::MIGRATOR, "items").await;
-    migrate(&dbs.slots, &slots::MIGRATOR, "slots").await;
+    migrate(&dbs.items, items::RESERVATIONS.migrator(), "items").await;
+    migrate(&dbs.slots, slots::BOOKINGS.migrator(), "slots").await;
 
     // What the services seed at startup and sign-up makes; alice deposits once.
     exec(

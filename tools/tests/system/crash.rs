@@ -17,7 +17,7 @@ use std::{
 };
 use tools::{
     audit::{Baseline, Known},
-    campaign::{self, Faults, Pace, Sending, Setup},
+    campaign::{self, Faults, Pace, Sending, Setup, Watch},
     client::ShopClient,
     stack::{Service, Stack, StackConfig},
     workload::Mix,
@@ -150,7 +150,15 @@ async fn mediator_killed_repeatedly_under_load() {
     let dbs = stack.dbs().await.unwrap();
     let (sent, kills) = tokio::join!(
         campaign::send_orders(&client, &planner, &mix, &sending, &progress, None),
-        campaign::kill_loop(&stack, &faults, &progress, &stop, Some(&dbs.orders)),
+        campaign::kill_loop(
+            &stack,
+            &faults,
+            Watch {
+                progress: &progress,
+                stop: &stop,
+                orders_db: Some(&dbs.orders),
+            },
+        ),
     );
     eprintln!(
         "orders not final at each kill: {:?}; slowest restart {} ms",

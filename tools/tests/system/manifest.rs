@@ -10,7 +10,7 @@ use tools::{
     manifest::{self, Binary, Report},
 };
 
-const MANIFEST: &str = include_str!("../../deploy-services.yml");
+const MANIFEST: &str = include_str!("../../../deploy-services.yml");
 
 fn binaries() -> Vec<Binary> {
     let binary = |name: &str, config: clap::Command| {

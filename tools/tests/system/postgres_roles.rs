@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection, migrate::Migrator};
 use std::{collections::BTreeMap, time::Duration};
 use tools::stores::PrivateStores;
 
-const MANIFEST: &str = include_str!("../../deploy-services.yml");
+const MANIFEST: &str = include_str!("../../../deploy-services.yml");
 
 fn documents() -> Vec<Value> {
     serde_yaml_ng::Deserializer::from_str(MANIFEST)
@@ -137,11 +137,11 @@ async fn each_service_owns_its_database_as_its_own_role() {
 
     let services: [(&str, &Migrator); 6] = [
         ("auth", &auth::MIGRATOR),
-        ("billing", &billing::MIGRATOR),
+        ("billing", billing::CHARGES.migrator()),
         ("order", &order_store::MIGRATOR),
         ("mediator", &order_store::MIGRATOR),
-        ("items", &items::MIGRATOR),
-        ("slots", &slots::MIGRATOR),
+        ("items", items::RESERVATIONS.migrator()),
+        ("slots", slots::BOOKINGS.migrator()),
     ];
     for (deployment, migrator) in services {
         let (url, spliced, key) = database_url_of(&documents, deployment);
