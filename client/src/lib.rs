@@ -142,9 +142,10 @@ pub struct Order {
 }
 
 impl Order {
-    /// `completed` or `failed`: the saga is over.
+    /// `completed`, `failed` or `cancelled`: the saga is over (a completed order may still be
+    /// cancelled).
     pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed")
+        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
     }
 }
 
@@ -370,6 +371,21 @@ impl ShopClient {
             &[StatusCode::CREATED, StatusCode::OK],
         )
         .await
+    }
+
+    /// POST /api/orders/{id}/cancel: 202 with the order (`cancelling`, or `cancelled` already).
+    pub async fn cancel_order(&self, user: &User, id: &str) -> CallResult<Order> {
+        let req = self
+            .request(
+                Method::POST,
+                &self.endpoints.order,
+                &format!("/api/orders/{id}/cancel"),
+            )
+            .bearer_auth(&user.token);
+        Ok(self
+            .call(format!("cancel order {id}"), req, &[StatusCode::ACCEPTED])
+            .await?
+            .1)
     }
 
     /// GET /api/orders/{id} (with its saga steps).

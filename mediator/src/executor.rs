@@ -7,12 +7,18 @@
 //! any compensation, and `compensating -> failed` (with the compensations) after the last one. An
 //! order whose first step is refused goes `pending -> failed` at once: nothing is held.
 //!
+//! The customer's cancel (order_store::db::request_cancel) is an abort decision recorded by the
+//! order API: `pending|completed -> cancelling`, and the order on the stream again. A run that
+//! finds `cancelling` compensates every step and records `cancelling -> cancelled`; a forward run
+//! still going meets the fence (its next action is refused once that step is compensated) or
+//! loses its final guard, and follows the recorded status like after any lost race.
+//!
 //! Crash anywhere and the stream entry, never acknowledged, is run again from what is recorded:
 //! - still `pending`: the forward steps run again; participants answer a repeated action with
 //!   the recorded outcome, so nothing is taken twice and the same decision is reached;
-//! - `compensating`: every compensation runs again (no-ops for what is already undone), never
-//!   a forward step;
-//! - final: nothing to do but acknowledge (for `failed`, see [`Executor::run`]).
+//! - `compensating` or `cancelling`: every compensation runs again (no-ops for what is already
+//!   undone), never a forward step;
+//! - final: nothing to do but acknowledge (for `failed` and `cancelled`, see [`Executor::run`]).
 //!
 //! Two runs of the same order at once (a duplicate entry, an entry taken over from a consumer
 //! that was merely slow) are safe: only one wins each guarded transition; a run that loses one
@@ -96,18 +102,29 @@ impl Executor {
             return Ok(Disposition::UnknownOrder);
         };
         match (order.status, mode) {
-            (Status::Completed, _) => Ok(Disposition::Final(Status::Completed)),
-            // A duplicate of a failed order. Another run of it may have crashed after taking a
-            // step beyond what the winner undid, and this entry is the only trace of that run:
-            // undo everything again (no-ops, in the usual case) before acknowledging.
-            (Status::Failed, _) => self.undo_all_of_failed(&order).await,
-            (Status::Compensating, _) => {
-                let reason = recorded_reason(&order);
-                self.compensate_then_fail(&order, State::compensating_all(reason))
-                    .await
-            }
             (Status::Pending, Mode::DeadLetter) => self.abort_unprocessable(&order).await,
             (Status::Pending, Mode::Normal) => self.forward(&order).await,
+            _ => self.follow(&order).await,
+        }
+    }
+
+    /// Does what the recorded status of an order that is not (or no longer) pending asks.
+    async fn follow(&self, order: &Order) -> Result<Disposition> {
+        match order.status {
+            Status::Completed => Ok(Disposition::Final(Status::Completed)),
+            // A duplicate of a failed or cancelled order. Another run of it may have crashed
+            // after taking a step beyond what the winner undid, and this entry is the only trace
+            // of that run: undo everything again (no-ops, in the usual case) before acknowledging.
+            Status::Failed | Status::Cancelled => self.undo_all_of_final(order).await,
+            Status::Compensating | Status::Cancelling => {
+                let reason = recorded_reason(order);
+                self.compensate_then_finish(order, State::compensating_all(reason))
+                    .await
+            }
+            Status::Pending => bail!(
+                "order {} is pending although a guarded move failed",
+                order.id
+            ),
         }
     }
 
@@ -152,9 +169,9 @@ impl Executor {
             .await?;
         let disposition = match to {
             _ if !moved => self.follow_recorded(order.id).await?,
-            Status::Compensating => self.compensate_then_fail(order, state.clone()).await?,
+            Status::Compensating => self.compensate_then_finish(order, state.clone()).await?,
             Status::Failed => {
-                count_failure(reason.unwrap_or_default());
+                count_final(Status::Failed, reason.unwrap_or_default());
                 Disposition::Final(Status::Failed)
             }
             _ => {
@@ -169,8 +186,9 @@ impl Executor {
         Ok(disposition)
     }
 
-    /// Runs the compensations `state` asks for, then records `compensating -> failed`.
-    async fn compensate_then_fail(&self, order: &Order, mut state: State) -> Result<Disposition> {
+    /// Runs the compensations `state` asks for, then records the end of the undoing the order is
+    /// in: `compensating -> failed`, or, for the customer's cancel, `cancelling -> cancelled`.
+    async fn compensate_then_finish(&self, order: &Order, mut state: State) -> Result<Disposition> {
         let log = match self.compensate(order.id, &mut state).await {
             Some(log) => log,
             None => return Ok(Disposition::Abandoned),
@@ -178,20 +196,23 @@ impl Executor {
         let State::Failed(reason) = &state else {
             bail!("compensations of order {} ended in {state:?}", order.id);
         };
-        // The reason recorded with the abort decision stays.
-        let (from, to) = (Status::Compensating, Status::Failed);
+        let (from, to) = match order.status {
+            Status::Cancelling => (Status::Cancelling, Status::Cancelled),
+            _ => (Status::Compensating, Status::Failed),
+        };
+        // The reason recorded with the abort decision (or the cancel) stays.
         if self
             .retrying(|| db::transition(&self.pool, order.id, from, to, None, &log))
             .await?
         {
-            count_failure(reason);
-            return Ok(Disposition::Final(Status::Failed));
+            count_final(to, reason);
+            return Ok(Disposition::Final(to));
         }
         // Another run of this order finished the compensations first.
         match self.load(order.id).await? {
-            Some(o) if o.status == Status::Failed => Ok(Disposition::Final(Status::Failed)),
+            Some(o) if o.status == to => Ok(Disposition::Final(to)),
             other => bail!(
-                "order {} left 'compensating' to {:?}",
+                "order {} left {from:?} to {:?}",
                 order.id,
                 other.map(|o| o.status)
             ),
@@ -231,28 +252,19 @@ impl Executor {
         let Some(order) = self.load(order_id).await? else {
             bail!("order {order_id} vanished during its saga");
         };
-        match order.status {
-            Status::Completed => Ok(Disposition::Final(Status::Completed)),
-            Status::Compensating => {
-                let reason = recorded_reason(&order);
-                self.compensate_then_fail(&order, State::compensating_all(reason))
-                    .await
-            }
-            // Our actions may have gone past what the winner undid.
-            Status::Failed => self.undo_all_of_failed(&order).await,
-            Status::Pending => bail!("order {order_id} is pending although a guarded move failed"),
-        }
+        // Our actions may have gone past what the winner undid: `follow` undoes them.
+        self.follow(&order).await
     }
 
-    /// Compensates every step of an already failed order (no status change).
-    async fn undo_all_of_failed(&self, order: &Order) -> Result<Disposition> {
+    /// Compensates every step of an already failed or cancelled order (no status change).
+    async fn undo_all_of_final(&self, order: &Order) -> Result<Disposition> {
         let mut state = State::compensating_all(recorded_reason(order));
         let Some(log) = self.compensate(order.id, &mut state).await else {
             return Ok(Disposition::Abandoned);
         };
         self.retrying(|| db::append_steps(&self.pool, order.id, &log))
             .await?;
-        Ok(Disposition::Final(Status::Failed))
+        Ok(Disposition::Final(order.status))
     }
 
     /// A pending order whose entry is dead-lettered: abort it, undo everything, fail it.
@@ -273,7 +285,7 @@ impl Executor {
         if !decided {
             return self.follow_recorded(order.id).await;
         }
-        self.compensate_then_fail(order, State::compensating_all(UNPROCESSABLE_REASON))
+        self.compensate_then_finish(order, State::compensating_all(UNPROCESSABLE_REASON))
             .await
     }
 }
@@ -285,8 +297,11 @@ fn recorded_reason(order: &Order) -> String {
         .unwrap_or_else(|| UNPROCESSABLE_REASON.to_owned())
 }
 
-fn count_failure(reason: &str) {
-    metrics::counter!("sagas_failed_total", "reason" => reason.to_owned()).increment(1);
+fn count_final(status: Status, reason: &str) {
+    match status {
+        Status::Cancelled => metrics::counter!("sagas_cancelled_total").increment(1),
+        _ => metrics::counter!("sagas_failed_total", "reason" => reason.to_owned()).increment(1),
+    }
 }
 
 fn logged(

@@ -11,7 +11,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where an order is in its saga. `Completed` and `Failed` are final.
+/// Where an order is in its saga. `Completed`, `Failed` and `Cancelled` are final; a completed
+/// order may still be cancelled (`Completed -> Cancelling -> Cancelled`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -20,6 +21,9 @@ pub enum Status {
     Compensating,
     Completed,
     Failed,
+    /// The customer cancelled it: every step is being compensated.
+    Cancelling,
+    Cancelled,
 }
 
 impl Status {
@@ -29,12 +33,77 @@ impl Status {
             Status::Compensating => "compensating",
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Cancelling => "cancelling",
+            Status::Cancelled => "cancelled",
         }
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed)
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
+}
+
+/// The reason of an order the customer cancelled.
+pub const CANCELLED_REASON: &str = "Cancelled by the customer";
+
+/// What a cancel request found.
+#[derive(Debug)]
+pub enum Cancel {
+    /// Moved to `cancelling` now: the caller puts it on the saga stream.
+    Requested(Order),
+    /// Already cancelling or cancelled: nothing changed.
+    Already(Order),
+    /// Failed, or being aborted (it will fail): there is nothing to cancel.
+    Final(Order),
+    /// No such order of this user.
+    NotFound,
+}
+
+/// How often [`request_cancel`] re-reads an order whose status moved under it (the saga moved it
+/// on meanwhile). Each round is one transition further, and a saga has few.
+const CANCEL_ROUNDS: usize = 5;
+
+/// The customer's cancel of order `id`: a guarded `pending|completed -> cancelling` (reason
+/// [`CANCELLED_REASON`], a `cancel` row in the saga log, `published_at` back to NULL: the order
+/// must go on the stream again). A saga finishing at the same moment either moves first (the
+/// cancel then applies to what it recorded) or loses its own guard and follows the cancel.
+pub async fn request_cancel(pool: &PgPool, username: &str, id: Uuid) -> Result<Cancel> {
+    for _ in 0..CANCEL_ROUNDS {
+        let Some(order) = find_order(pool, id).await? else {
+            return Ok(Cancel::NotFound);
+        };
+        if order.username != username {
+            return Ok(Cancel::NotFound);
+        }
+        match order.status {
+            Status::Cancelling | Status::Cancelled => return Ok(Cancel::Already(order)),
+            Status::Failed | Status::Compensating => return Ok(Cancel::Final(order)),
+            Status::Pending | Status::Completed => {}
+        }
+        let now = OffsetDateTime::now_utc();
+        let request = NewStep {
+            participant: "customer",
+            kind: StepKind::Cancel,
+            outcome: StepOutcome::Ok,
+            error_code: None,
+            started_at: now,
+            finished_at: now,
+        };
+        let moved = guarded_move(
+            pool,
+            id,
+            order.status,
+            Status::Cancelling,
+            Some(CANCELLED_REASON),
+            &[request],
+            Publication::Again,
+        )
+        .await?;
+        if let Some(order) = moved {
+            return Ok(Cancel::Requested(order));
+        }
+    }
+    anyhow::bail!("order {id} kept changing while it was being cancelled")
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -195,7 +264,8 @@ pub async fn mark_published(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<()>
     Ok(())
 }
 
-/// Locks up to `limit` orders that are unpublished for longer than `older_than`, skipping rows
+/// Locks up to `limit` orders that are unpublished for longer than `older_than` since their last
+/// change (their creation, or a cancel, which publishes them again), skipping rows
 /// another sweeper (another order replica) holds, so replicas do not publish the same order twice.
 /// Call inside a transaction; the locks last until it ends.
 pub async fn lock_unpublished(
@@ -205,8 +275,8 @@ pub async fn lock_unpublished(
 ) -> Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT id FROM orders \
-         WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1) \
-         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+         WHERE published_at IS NULL AND updated_at < now() - make_interval(secs => $1) \
+         ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(older_than.as_secs_f64())
     .bind(limit)
@@ -226,7 +296,7 @@ pub async fn lock_unfinished(
 ) -> Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT id FROM orders \
-         WHERE status IN ('pending', 'compensating') \
+         WHERE status IN ('pending', 'compensating', 'cancelling') \
            AND (published_at < $1 OR ($2 AND published_at IS NULL)) \
          ORDER BY published_at NULLS LAST LIMIT $3 FOR UPDATE SKIP LOCKED",
     )
@@ -275,6 +345,8 @@ pub async fn mark_republished(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(
 pub enum StepKind {
     Action,
     Compensation,
+    /// The customer's cancel request (participant `customer`).
+    Cancel,
 }
 
 impl StepKind {
@@ -282,6 +354,7 @@ impl StepKind {
         match self {
             StepKind::Action => "action",
             StepKind::Compensation => "compensation",
+            StepKind::Cancel => "cancel",
         }
     }
 }
@@ -394,7 +467,8 @@ impl StepColumns {
 /// snapshot is safe because only the winner of a guarded transition writes, and a run only
 /// attempts `compensating -> failed` after it saw (or made) the committed `compensating`.
 /// Publication is implied too: an order that reached a saga transition was on the stream, so
-/// the sweep must not re-publish it even if its `published_at` write was lost.
+/// the sweep must not re-publish it even if its `published_at` write was lost. The one writer
+/// besides the mediator, [`request_cancel`], moves by the same guard.
 pub async fn transition(
     pool: &PgPool,
     order_id: Uuid,
@@ -403,35 +477,71 @@ pub async fn transition(
     reason: Option<&str>,
     steps: &[NewStep],
 ) -> Result<bool> {
+    let moved = guarded_move(
+        pool,
+        order_id,
+        from,
+        to,
+        reason,
+        steps,
+        Publication::Implied,
+    )
+    .await?;
+    Ok(moved.is_some())
+}
+
+/// What a guarded move does to `published_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Publication {
+    /// Set if missing: an order that reached a saga transition was on the stream.
+    Implied,
+    /// NULL: the order must be published again (the sweep does it if the caller cannot).
+    Again,
+}
+
+/// [`transition`], returning the moved order.
+async fn guarded_move(
+    pool: &PgPool,
+    order_id: Uuid,
+    from: Status,
+    to: Status,
+    reason: Option<&str>,
+    steps: &[NewStep],
+    publication: Publication,
+) -> Result<Option<Order>> {
     let args = StepColumns::after(steps, |args| {
         args.add(order_id)?;
         args.add(from)?;
         args.add(to)?;
-        args.add(reason)
+        args.add(reason)?;
+        args.add(publication == Publication::Again)
     })?;
-    let moved: i64 = sqlx::query_scalar_with(
-        "WITH moved AS ( \
-            UPDATE orders SET status = $3, reason = COALESCE($4, reason), updated_at = now(), \
-                published_at = COALESCE(published_at, now()) \
-            WHERE id = $1 AND status = $2 RETURNING id), \
-         base AS (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $1), \
-         logged AS ( \
-            INSERT INTO saga_steps \
-                (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
-            SELECT moved.id, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
-                   s.started_at, s.finished_at \
-            FROM moved, base, \
-                 UNNEST($5::text[], $6::text[], $7::text[], $8::text[], \
-                        $9::timestamptz[], $10::timestamptz[]) \
-                 WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
-                                      started_at, finished_at, ord)) \
-         SELECT count(*) FROM moved",
+    sqlx::query_as_with::<_, Order, _>(
+        concat!(
+            "WITH moved AS ( \
+                UPDATE orders SET status = $3, reason = COALESCE($4, reason), updated_at = now(), \
+                    published_at = CASE WHEN $5 THEN NULL ELSE COALESCE(published_at, now()) END \
+                WHERE id = $1 AND status = $2 RETURNING *), \
+             base AS (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $1), \
+             logged AS ( \
+                INSERT INTO saga_steps \
+                    (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
+                SELECT moved.id, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
+                       s.started_at, s.finished_at \
+                FROM moved, base, \
+                     UNNEST($6::text[], $7::text[], $8::text[], $9::text[], \
+                            $10::timestamptz[], $11::timestamptz[]) \
+                     WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
+                                          started_at, finished_at, ord)) \
+             SELECT ",
+            order_columns!(),
+            " FROM moved"
+        ),
         args,
     )
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await
-    .with_context(|| format!("moving order {order_id} from {from:?} to {to:?}"))?;
-    Ok(moved == 1)
+    .with_context(|| format!("moving order {order_id} from {from:?} to {to:?}"))
 }
 
 /// Appends `steps` to the log without a transition: compensations a run made for an order that

@@ -9,6 +9,9 @@ pub enum OrderError {
     NotFound,
     #[error("this Idempotency-Key was already used for a different order")]
     IdempotencyKeyReused,
+    /// A failed order holds nothing, and one being aborted will fail: nothing to cancel.
+    #[error("the order has failed: there is nothing to cancel")]
+    AlreadyFailed,
 }
 
 impl From<OrderError> for ApiError {
@@ -17,6 +20,7 @@ impl From<OrderError> for ApiError {
         match e {
             OrderError::NotFound => ApiError::not_found("not_found", detail),
             OrderError::IdempotencyKeyReused => idempotency::key_reused(detail),
+            OrderError::AlreadyFailed => ApiError::conflict("order_final", detail),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! order's HTTP endpoints: create an order, list the caller's orders, show one with its saga log.
+//! order's HTTP endpoints: create an order, list the caller's orders, show one with its saga log,
+//! cancel one.
 //!
 //! A retried POST with the same `Idempotency-Key` returns the order the first one created: 201 the
 //! first time, 200 on a replay (same id, same `Location`), 422 if the key comes back with a
@@ -12,9 +13,9 @@ use axum::{
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
-use order_store::db::{self, Inserted, NewOrder, Order, SagaStep, Status};
+use order_store::db::{self, Cancel, Inserted, NewOrder, Order, SagaStep, Status};
 use serde::{Deserialize, Serialize};
 use shop_common::{
     ApiError,
@@ -28,7 +29,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub fn public() -> Router<AppState> {
-    Router::new().route("/api/orders", get(list).post(create))
+    Router::new()
+        .route("/api/orders", get(list).post(create))
+        .route("/api/orders/{id}/cancel", post(cancel))
 }
 
 /// The routes that may wait up to [`MAX_WAIT`] before answering (`?wait_ms=N`).
@@ -91,8 +94,8 @@ impl OrderView {
     fn new(o: Order, saga: Option<Vec<SagaStep>>) -> Self {
         let success = match o.status {
             Status::Completed => Some(true),
-            Status::Failed => Some(false),
-            Status::Pending | Status::Compensating => None,
+            Status::Failed | Status::Cancelled => Some(false),
+            Status::Pending | Status::Compensating | Status::Cancelling => None,
         };
         Self {
             id: o.id,
@@ -199,4 +202,27 @@ async fn show(
             .ok_or(OrderError::NotFound)?;
     }
     Ok(Json(OrderView::new(order, Some(saga))))
+}
+
+/// `POST /api/orders/{id}/cancel`: 202 with the order (`cancelling`, or already `cancelled`) —
+/// repeating it changes nothing; 409 `order_final` for a failed order; 404 for an unknown one or
+/// someone else's. The mediator does the undoing: every step compensated, in reverse order.
+async fn cancel(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<(StatusCode, Json<OrderView>), ApiError> {
+    let order = match db::request_cancel(&state.pool, &user.username, id).await? {
+        Cancel::Requested(order) => {
+            if let Err(e) = state.outbox.publish(order.id).await {
+                // The cancel is stored: the sweep publishes it once Redis is back.
+                tracing::warn!(order_id = %order.id, "cancel left for the sweep: {e:#}");
+            }
+            order
+        }
+        Cancel::Already(order) => order,
+        Cancel::Final(_) => return Err(OrderError::AlreadyFailed.into()),
+        Cancel::NotFound => return Err(OrderError::NotFound.into()),
+    };
+    Ok((StatusCode::ACCEPTED, Json(OrderView::new(order, None))))
 }

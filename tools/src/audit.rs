@@ -8,7 +8,8 @@
 //! The checks, by the name they are counted under in [`Audit::violations`] (the README's
 //! invariants: "What every participant guarantees" and the list under "`make chaos` figures"):
 //!
-//! - `reason`: a completed order has no reason; a failed one has one of the mediator's reasons, and
+//! - `reason`: a completed order has no reason, a cancelled one "Cancelled by the customer"; a
+//!   failed one has one of the mediator's reasons, and
 //!   a refusal reason only if that participant recorded the refusal (its `holds` row is
 //!   `rejected`: "Not enough money" needs billing's, "Can not reserve the item" items',
 //!   "Can not get the delivery slot" slots'). "Service unavailable: <participant>" and "Saga could
@@ -24,14 +25,15 @@
 //! - `capacity`: every slot's `capacity` column is the configured capacity;
 //! - `orphan-hold`: nothing is held for an order that does not exist;
 //! - `held-for-failed`: nothing is held for a failed order (a leaked hold);
+//! - `held-for-cancelled`: nothing is held for a cancelled order;
 //! - `missing-hold`: every completed order is held by each participant;
 //! - `hold-mismatch`: ... for its own resource and quantity (the user and the amount, its item
 //!   and 1, its slot and 1): a charge of another amount than the order's;
 //! - `order-vs-sent` (only with [`Known::sent`]): every stored order has the user, amount, item
 //!   and slot the client sent;
 //! - `dead-letter` (only with [`Known::streams`]): an entry of the dead-letter stream whose order
-//!   does not exist or did not end failed with "Saga could not be processed" (the dead-letter path
-//!   must fail the order, never drop it). Every dead-letter entry is also counted in
+//!   does not exist or did not end failed with "Saga could not be processed" or cancelled (the
+//!   dead-letter path must fail the order, never drop it). Every dead-letter entry is also counted in
 //!   [`Audit::dead_letters`], and pending (delivered, never acknowledged) entries of the saga
 //!   stream in [`Audit::pending_entries`]: reported, not violations (an entry whose `XACK` was
 //!   lost in a crash stays pending harmlessly once its order is final; unfinished orders are
@@ -55,6 +57,7 @@
 
 use crate::stack::{Streams, pending_counts};
 use anyhow::{Context, Result};
+use order_store::db::CANCELLED_REASON;
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction, postgres::PgRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -135,7 +138,9 @@ pub struct Audit {
     pub orders: usize,
     pub completed: usize,
     pub failed: usize,
-    /// Orders still `pending` or `compensating`.
+    /// Orders the customer cancelled (and every step was given back).
+    pub cancelled: usize,
+    /// Orders still `pending`, `compensating` or `cancelling`.
     pub not_final: usize,
     /// Failed orders by reason.
     pub failed_by_reason: BTreeMap<String, usize>,
@@ -172,11 +177,12 @@ impl Audit {
     /// A readable multi-line summary.
     pub fn report(&self) -> String {
         let mut out = format!(
-            "orders {} (completed {}, failed {}, not final {}); violations {}; \
+            "orders {} (completed {}, failed {}, cancelled {}, not final {}); violations {}; \
              dead letters {}, pending stream entries {}",
             self.orders,
             self.completed,
             self.failed,
+            self.cancelled,
             self.not_final,
             self.violation_count(),
             self.dead_letters,
@@ -234,10 +240,12 @@ pub async fn orders(pool: &PgPool) -> Result<Vec<OrderRow>> {
 
 /// How many orders are not final yet.
 pub async fn not_final(pool: &PgPool) -> Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'failed')")
-        .fetch_one(pool)
-        .await
-        .context("counting unfinished orders")
+    sqlx::query_scalar(
+        "SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'failed', 'cancelled')",
+    )
+    .fetch_one(pool)
+    .await
+    .context("counting unfinished orders")
 }
 
 /// Everything the audit reads, each database from one snapshot.
@@ -363,6 +371,15 @@ fn check(w: &World, baseline: Baseline, known: &Known) -> Audit {
                 *a.failed_by_reason.entry(label).or_default() += 1;
                 if let Some(why) = wrong_reason(reason, |who| state_of(who, o.id)) {
                     a.violation("reason", format!("failed order {}: {why}", o.id));
+                }
+            }
+            ("cancelled", reason) => {
+                a.cancelled += 1;
+                if reason != Some(CANCELLED_REASON) {
+                    a.violation(
+                        "reason",
+                        format!("cancelled order {} has the reason {reason:?}", o.id),
+                    );
                 }
             }
             _ => a.not_final += 1,
@@ -537,6 +554,13 @@ fn check(w: &World, baseline: Baseline, known: &Known) -> Audit {
                         h.resource, h.quantity, o.reason
                     ),
                 ),
+                Some(o) if o.status == "cancelled" => a.violation(
+                    "held-for-cancelled",
+                    format!(
+                        "{who} still holds {:?} x{} for cancelled order {id}",
+                        h.resource, h.quantity
+                    ),
+                ),
                 Some(o) if o.status == "completed" => {
                     let (resource, quantity) = expect(o);
                     if h.resource.as_deref() != Some(resource.as_str()) || h.quantity != quantity {
@@ -666,6 +690,8 @@ fn check_streams(a: &mut Audit, orders: &[OrderRow], state: &StreamState) {
             ),
             Some(o)
                 if o.status == "failed" && o.reason.as_deref() == Some(UNPROCESSABLE_REASON) => {}
+            // Its entry could not be processed, and the customer's cancel undid it all the same.
+            Some(o) if o.status == "cancelled" => {}
             Some(o) if o.status == "completed" || o.status == "failed" => a.violation(
                 "dead-letter",
                 format!(

@@ -19,6 +19,7 @@ use crate::{
 };
 use anyhow::{Context, Result};
 use futures::{StreamExt, stream, stream::FuturesUnordered};
+use order_store::db::CANCELLED_REASON;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -89,6 +90,49 @@ pub struct Sent {
     pub amount_cents: i64,
     pub item: i64,
     pub slot: String,
+    /// The customer's cancel, when one was sent, and its answer.
+    pub cancel: Option<CancelAnswer>,
+}
+
+/// What a cancel (`POST /api/orders/{id}/cancel`, retried while the order API is down) got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAnswer {
+    /// 202: the order must end `cancelled`.
+    Accepted,
+    /// 409 `order_final`: the order had failed first.
+    Refused,
+    /// No answer within the retry window: either end is right.
+    Unknown,
+}
+
+impl CancelAnswer {
+    /// Whether `status` (with `reason`) is the end this answer allows; `kind_ok` is whether it
+    /// is the end of the order's kind.
+    pub fn allows(self, status: &str, reason: Option<&str>, kind_ok: bool) -> bool {
+        let cancelled = status == "cancelled" && reason == Some(CANCELLED_REASON);
+        match self {
+            CancelAnswer::Accepted => cancelled,
+            CancelAnswer::Refused => status == "failed" && kind_ok,
+            CancelAnswer::Unknown => cancelled || kind_ok,
+        }
+    }
+}
+
+/// Sends the customer's cancel of `id`, retried on transient failures until `timeout`.
+async fn cancel(client: &ShopClient, user: &User, id: &str, timeout: Duration) -> CancelAnswer {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match client.cancel_order(user, id).await {
+            Ok(_) => return CancelAnswer::Accepted,
+            Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {
+                return CancelAnswer::Refused;
+            }
+            Err(e) if (e.is_transient() || e.status().is_none()) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(_) => return CancelAnswer::Unknown,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -114,8 +158,14 @@ pub struct Sending {
     /// [`send_orders`], kept up to date by [`track_finals`]): like that many clients each waiting
     /// for their order. A sender waits at most 30 s for room, so stuck orders cannot stall a run.
     pub max_unfinished: Option<u64>,
+    /// The share of orders the customer cancels, each at a random moment up to
+    /// [`CANCEL_WITHIN`] after its POST was answered: often mid-saga, sometimes after it.
+    pub cancel_share: f64,
     pub seed: u64,
 }
+
+/// A cancelled order's cancel comes this long after its POST at most.
+pub const CANCEL_WITHIN: Duration = Duration::from_millis(500);
 
 /// Sends `sending.orders` orders of `mix`; `progress` counts accepted ones (the kill loop may pace
 /// itself on it); `finals`, if given, is the number of final orders (for `max_unfinished`).
@@ -129,15 +179,19 @@ pub async fn send_orders(
 ) -> SendReport {
     let mut rng = StdRng::seed_from_u64(sending.seed);
     let run = format!("{:08x}", rng.random::<u32>());
-    let plans: Vec<(OrderKind, User, crate::client::NewOrder)> = (0..sending.orders)
+    let plans: Vec<(OrderKind, User, crate::client::NewOrder, Option<Duration>)> = (0..sending
+        .orders)
         .map(|_| {
             let kind = mix.pick(&mut rng);
             let (user, order) = planner.plan(kind, &mut rng);
-            (kind, user, order)
+            let cancel_after = rng
+                .random_bool(sending.cancel_share.clamp(0.0, 1.0))
+                .then(|| between(&mut rng, (Duration::ZERO, CANCEL_WITHIN)));
+            (kind, user, order, cancel_after)
         })
         .collect();
     let results: Vec<Result<(Sent, u32), String>> = stream::iter(plans.into_iter().enumerate())
-        .map(|(i, (kind, user, order))| {
+        .map(|(i, (kind, user, order, cancel_after))| {
             let key = format!("campaign-{run}-{i}");
             async move {
                 if let (Some(limit), Some(finals)) = (sending.max_unfinished, finals) {
@@ -157,15 +211,24 @@ pub async fn send_orders(
                 match r {
                     Ok(accepted) => {
                         progress.fetch_add(1, Relaxed);
+                        let id = accepted.order.id;
+                        let cancel = match cancel_after {
+                            Some(after) => {
+                                tokio::time::sleep(after).await;
+                                Some(cancel(client, &user, &id, sending.post_timeout).await)
+                            }
+                            None => None,
+                        };
                         Ok((
                             Sent {
                                 kind,
                                 username: user.username.clone(),
-                                id: accepted.order.id,
+                                id,
                                 key,
                                 amount_cents: order.amount_cents,
                                 item: order.item,
                                 slot: order.slot.clone(),
+                                cancel,
                             },
                             accepted.attempts,
                         ))
@@ -516,7 +579,7 @@ fn record(report: &mut KillReport, down: &mut HashSet<String>, faults: &Faults, 
 /// Orders in a final state (0 if the database cannot be read right now).
 pub async fn final_count(db: &PgPool) -> u64 {
     sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM orders WHERE status IN ('completed', 'failed')",
+        "SELECT count(*) FROM orders WHERE status IN ('completed', 'failed', 'cancelled')",
     )
     .fetch_one(db)
     .await
@@ -672,22 +735,31 @@ pub async fn verify(
         }
         let success = match row.status.as_str() {
             "completed" => Some(true),
-            "failed" => Some(false),
+            "failed" | "cancelled" => Some(false),
             _ => {
                 stuck.push(format!("{} ({})", s.id, row.status));
                 continue;
             }
         };
-        if let Err(why) = s
-            .kind
-            .check_outcome(&s.id, &row.status, success, row.reason.as_deref())
-        {
+        let reason = row.reason.as_deref();
+        let outcome = s.kind.check_outcome(&s.id, &row.status, success, reason);
+        let outcome = match s.cancel {
+            None => outcome,
+            Some(answer) if answer.allows(&row.status, reason, outcome.is_ok()) => Ok(()),
+            Some(answer) => Err(format!(
+                "{} order {} ended {} ({reason:?}) after its cancel was {answer:?}",
+                s.kind, s.id, row.status
+            )),
+        };
+        // No fault excuses an accepted cancel that did not end the order cancelled.
+        let excusable = s.cancel != Some(CancelAnswer::Accepted);
+        if let Err(why) = outcome {
             let label = format!(
                 "{} -> {}",
                 s.kind,
                 row.reason.as_deref().unwrap_or(&row.status)
             );
-            if !explained_by_faults(&row.status, row.reason.as_deref()) {
+            if !(excusable && explained_by_faults(&row.status, reason)) {
                 *unexplained.entry(label.clone()).or_default() += 1;
                 if unexplained_examples.len() < 10 {
                     unexplained_examples.push(why.clone());

@@ -1,6 +1,6 @@
 //! One order's saga, run by the executor against a real Postgres and REAL HTTP participants (the
-//! fake participant test double): every path to completed or failed, retries, unknown outcomes,
-//! resumed compensations and concurrent duplicate runs.
+//! fake participant test double): every path to completed, failed or cancelled, retries, unknown
+//! outcomes, resumed compensations and concurrent duplicate runs.
 
 use crate::{
     Fakes, database, executor, failed,
@@ -12,6 +12,7 @@ use mediator::{
     saga::STEPS,
 };
 use order_store::db::{self, Status};
+use shop_common::testing::eventually;
 use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
@@ -23,6 +24,7 @@ const EXPIRING_DEADLINE: Duration = Duration::from_millis(400);
 
 const COMPLETED: Disposition = Disposition::Final(Status::Completed);
 const FAILED: Disposition = Disposition::Final(Status::Failed);
+const CANCELLED: Disposition = Disposition::Final(Status::Cancelled);
 /// Every step compensated, in reverse order.
 const UNDO_ALL: [&str; 3] = ["DELETE billing", "DELETE slots", "DELETE items"];
 
@@ -58,6 +60,14 @@ impl Saga {
 
     async fn status(&self) -> (Status, Option<String>) {
         status(&self.pool, self.id).await
+    }
+
+    /// What the order API does on the customer's cancel.
+    async fn cancel(&self) {
+        let cancel = db::request_cancel(&self.pool, "alice", self.id)
+            .await
+            .unwrap();
+        assert!(matches!(cancel, db::Cancel::Requested(_)), "{cancel:?}");
     }
 
     fn calls(&self) -> Vec<String> {
@@ -486,4 +496,126 @@ async fn an_unknown_order_is_reported() {
         .await;
     assert_eq!(run.unwrap(), Disposition::UnknownOrder);
     assert!(saga.fakes.journal.lock().unwrap().is_empty());
+}
+
+fn cancelled() -> (Status, Option<String>) {
+    (Status::Cancelled, Some(db::CANCELLED_REASON.to_owned()))
+}
+
+/// A completed order cancelled: every step compensated, in reverse order, then `cancelled`; the
+/// log shows the actions, the customer's request and the compensations.
+#[tokio::test]
+async fn a_cancelled_completed_order_is_undone_in_reverse() {
+    let saga = Saga::new().await;
+    assert_eq!(saga.run(DEADLINE).await, COMPLETED);
+    saga.cancel().await;
+    assert_eq!(saga.status().await.0, Status::Cancelling);
+    assert_eq!(saga.run(DEADLINE).await, CANCELLED);
+    assert_eq!(saga.status().await, cancelled());
+    assert_eq!(saga.calls()[3..], UNDO_ALL);
+    assert_eq!(saga.holds(), [Some(Hold::Released); 3]);
+    assert_eq!(
+        saga.log_rows().await,
+        [
+            "1 action items ok",
+            "2 action slots ok",
+            "3 action billing ok",
+            "4 cancel customer ok",
+            "5 compensation billing ok",
+            "6 compensation slots ok",
+            "7 compensation items ok",
+        ]
+    );
+    // A duplicate entry of the cancelled order: compensations again (no-ops), nothing taken.
+    assert_eq!(saga.run(DEADLINE).await, CANCELLED);
+    assert_eq!(saga.holds(), [Some(Hold::Released); 3]);
+    assert_eq!(saga.status().await, cancelled());
+}
+
+/// A cancel while the saga is at its second step: the cancel's run compensates everything; the
+/// running saga's next action meets the fence (refused), it calls no later step and follows the
+/// recorded cancel. One final state, nothing held.
+#[tokio::test]
+async fn a_cancel_during_the_saga_stops_it_at_the_fence() {
+    let saga = Saga::new().await;
+    saga.fakes.slots.script_puts([Answer::Gated]);
+    let running = tokio::spawn({
+        let exec = saga.executor(DEADLINE);
+        let id = saga.id;
+        async move { exec.run(id, Mode::Normal).await.unwrap() }
+    });
+    eventually(crate::WAIT, "the slot step under way", async || {
+        saga.calls().contains(&"PUT slots".to_owned())
+    })
+    .await;
+    saga.cancel().await;
+    assert_eq!(saga.run(DEADLINE).await, CANCELLED);
+    saga.fakes.slots.open_gate();
+    assert_eq!(running.await.unwrap(), CANCELLED);
+    assert_eq!(saga.status().await, cancelled());
+    assert!(
+        !saga.calls().contains(&"PUT billing".to_owned()),
+        "no step after the cancel: {:?}",
+        saga.calls()
+    );
+    assert_eq!(
+        saga.holds(),
+        [
+            Some(Hold::Released),
+            Some(Hold::Cancelled),
+            Some(Hold::Cancelled)
+        ]
+    );
+}
+
+/// The cancel and the saga's last transition race: whichever moves first, the order ends
+/// `cancelled` with every step given back.
+#[tokio::test]
+async fn a_cancel_racing_the_saga_ends_cancelled_with_nothing_held() {
+    for _ in 0..5 {
+        let saga = Saga::new().await;
+        let exec = saga.executor(DEADLINE);
+        let (ran, cancel) = tokio::join!(
+            exec.run(saga.id, Mode::Normal),
+            db::request_cancel(&saga.pool, "alice", saga.id)
+        );
+        let ran = ran.unwrap();
+        assert!(
+            matches!(cancel.unwrap(), db::Cancel::Requested(_)),
+            "pending or completed: the cancel applies"
+        );
+        assert!(ran == COMPLETED || ran == CANCELLED, "{ran:?}");
+        // The cancel's own entry.
+        assert_eq!(saga.run(DEADLINE).await, CANCELLED);
+        assert_eq!(saga.status().await, cancelled());
+        for (fake, hold) in saga.fakes.all().iter().zip(saga.holds()) {
+            assert!(
+                matches!(hold, Some(Hold::Released | Hold::Cancelled)),
+                "{}: {hold:?}",
+                fake.name
+            );
+        }
+    }
+}
+
+/// A failed order, or one being aborted, is not cancelled.
+#[tokio::test]
+async fn a_failed_order_is_not_cancelled() {
+    let saga = Saga::new().await;
+    saga.fakes
+        .items
+        .script_puts([Answer::Reject("item_unavailable")]);
+    assert_eq!(saga.run(DEADLINE).await, FAILED);
+    let cancel = db::request_cancel(&saga.pool, "alice", saga.id)
+        .await
+        .unwrap();
+    assert!(matches!(cancel, db::Cancel::Final(_)), "{cancel:?}");
+    assert_eq!(saga.status().await, failed("Can not reserve the item"));
+    let unknown = db::request_cancel(&saga.pool, "bob", saga.id)
+        .await
+        .unwrap();
+    assert!(
+        matches!(unknown, db::Cancel::NotFound),
+        "someone else's: {unknown:?}"
+    );
 }

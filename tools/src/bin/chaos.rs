@@ -121,6 +121,10 @@ struct Args {
     /// Weights of the order kinds.
     #[arg(long, default_value = "success=80,no-money=7,no-item=7,no-slot=6")]
     mix: Mix,
+    /// Share of the orders the customer cancels, each at a random moment within 500 ms of its
+    /// POST (mid-saga or after it): a 202 must end the order cancelled, holding nothing.
+    #[arg(long, default_value_t = 0.06)]
+    cancel_share: f64,
     /// Shortest and longest time a killed process stays down.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "100ms")]
     down_min: Duration,
@@ -372,6 +376,7 @@ async fn run(
                 pause: Duration::ZERO,
                 post_timeout: Duration::from_secs(60),
                 max_unfinished: Some(args.max_unfinished),
+                cancel_share: args.cancel_share,
                 seed: seed.wrapping_add(chunk),
             };
             let sent = campaign::send_orders(
@@ -448,7 +453,7 @@ async fn run(
         Ok(_) => 0,
         Err(_) => {
             let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-                "SELECT id, status FROM orders WHERE status NOT IN ('completed', 'failed') \
+                "SELECT id, status FROM orders WHERE status NOT IN ('completed', 'failed', 'cancelled') \
                  ORDER BY created_at",
             )
             .fetch_all(&dbs.orders)
@@ -551,6 +556,11 @@ async fn run(
         sent.rejected.len()
     );
     println!(
+        "cancels sent       {:?} ({} orders ended cancelled)",
+        cancels(&sent.accepted),
+        verdict.audit.cancelled
+    );
+    println!(
         "kills              {} ({:?}; {idle_kills} of a victim holding nothing: violations)",
         kills.kills, kills.by_target
     );
@@ -633,6 +643,8 @@ async fn run(
         "idle_kills": kills.idle_kills,
         "recoveries": kills.recoveries,
         "problems": kills.problems,
+        "cancels": cancels(&sent.accepted),
+        "cancelled": verdict.audit.cancelled,
         "completed": verdict.audit.completed,
         "failed": verdict.audit.failed,
         "failed_by_reason": verdict.audit.failed_by_reason,
@@ -652,6 +664,17 @@ async fn run(
     });
     println!("RESULT {result}");
     Ok(violations == 0)
+}
+
+/// The cancels sent, by answer.
+fn cancels(accepted: &[campaign::Sent]) -> BTreeMap<String, usize> {
+    let mut by_answer = BTreeMap::new();
+    for answer in accepted.iter().filter_map(|s| s.cancel) {
+        *by_answer
+            .entry(format!("{answer:?}").to_lowercase())
+            .or_default() += 1;
+    }
+    by_answer
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ struct Orders {
     no_item: Uuid,
     /// alice, slot 23:00 (no such slot): item held then released, slot refused.
     no_slot: Uuid,
+    /// bob, 2.00, item 3, slot 10:00: completed, then cancelled by him (everything given back).
+    cancelled: Uuid,
     /// alice, 4.00: all three held, the charge's reply lost past the deadline: all released.
     unavailable: Uuid,
 }
@@ -230,6 +232,7 @@ async fn world() -> World {
         no_item: Uuid::now_v7(),
         no_slot: Uuid::now_v7(),
         unavailable: Uuid::now_v7(),
+        cancelled: Uuid::now_v7(),
     };
     let plan = [
         (
@@ -242,10 +245,21 @@ async fn world() -> World {
         (orders.no_item, sent("alice", 300, 99, "10:00"), None),
         (orders.no_slot, sent("alice", 300, 2, "23:00"), None),
         (orders.unavailable, sent("alice", 400, 3, "11:00"), Some(2)),
+        (orders.cancelled, sent("bob", 200, 3, "10:00"), None),
     ];
     for (id, o, lost_at) in &plan {
         saga(&dbs, *id, o, *lost_at).await;
     }
+    // The customer's cancel of a completed order: every step given back, in reverse order.
+    for pool in [&dbs.billing, &dbs.slots, &dbs.items] {
+        assert_eq!(release(pool, orders.cancelled).await, "released");
+    }
+    let cancel = format!(
+        "UPDATE orders SET status = 'cancelled', reason = 'Cancelled by the customer' \
+         WHERE id = '{}'",
+        orders.cancelled
+    );
+    exec(&dbs.orders, &cancel).await;
 
     let tag = Uuid::new_v4().simple().to_string();
     let streams = Streams {
@@ -314,8 +328,8 @@ async fn the_consistent_world_is_clean() {
     assert!(a.ok(), "{}", a.report());
     assert!(a.violations.is_empty(), "{}", a.report());
     assert_eq!(
-        (a.orders, a.completed, a.failed),
-        (6, 2, 4),
+        (a.orders, a.completed, a.failed, a.cancelled),
+        (7, 2, 4, 1),
         "{}",
         a.report()
     );
@@ -369,6 +383,30 @@ async fn a_leaked_hold_is_held_for_failed() {
     );
     exec(&w.dbs.items, &sql).await;
     assert_only(w, "held-for-failed").await;
+}
+
+#[tokio::test]
+async fn a_hold_kept_for_a_cancelled_order_is_held_for_cancelled() {
+    let w = world().await;
+    // The cancelled order's booking "was never given back".
+    let sql = format!(
+        "UPDATE holds SET state = 'held' WHERE order_id = '{}'; \
+         UPDATE slots SET free_couriers = free_couriers - 1 WHERE slot = '10:00'",
+        w.orders.cancelled
+    );
+    exec(&w.dbs.slots, &sql).await;
+    assert_only(w, "held-for-cancelled").await;
+}
+
+#[tokio::test]
+async fn a_cancelled_order_with_another_reason_is_a_reason_violation() {
+    let w = world().await;
+    let sql = format!(
+        "UPDATE orders SET reason = 'Not enough money' WHERE id = '{}'",
+        w.orders.cancelled
+    );
+    exec(&w.dbs.orders, &sql).await;
+    assert_only(w, "reason").await;
 }
 
 #[tokio::test]

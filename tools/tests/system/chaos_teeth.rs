@@ -32,9 +32,6 @@ fn chaos(extra: &[&str]) -> (Option<i32>, Value) {
             "0",
             "--postgres-restarts",
             "0",
-            // Enough refusals by slots and billing (each compensates the item) among 150.
-            "--mix",
-            "success=50,no-money=25,no-slot=25",
             "--seed",
             "1",
             // A loaded test machine may be slow; nothing here is about speed.
@@ -59,11 +56,18 @@ fn chaos(extra: &[&str]) -> (Option<i32>, Value) {
 
 #[test]
 fn chaos_passes_the_real_mediator_and_fails_a_broken_compensation() {
-    let (code, result) = chaos(&[]);
+    // Enough refusals by slots and billing (each compensates the item) among 150; no cancels.
+    let failures = [
+        "--mix",
+        "success=50,no-money=25,no-slot=25",
+        "--cancel-share",
+        "0",
+    ];
+    let (code, result) = chaos(&failures);
     assert_eq!(code, Some(0), "the control run must pass: {result}");
     assert_eq!(result["violations"], 0, "{result}");
 
-    let (code, result) = chaos(&["--broken-compensation", "items"]);
+    let (code, result) = chaos(&[&failures[..], &["--broken-compensation", "items"]].concat());
     assert_eq!(
         code,
         Some(1),
@@ -80,5 +84,32 @@ fn chaos_passes_the_real_mediator_and_fails_a_broken_compensation() {
         audit["held-for-failed"].as_u64(),
         Some(failed),
         "every failed order (all refused after the item was reserved) left its item held: {result}"
+    );
+}
+
+/// The same for the customer's cancels: every order succeeds unless cancelled, and with item
+/// compensations broken a cancelled order keeps its item (unless the cancel came before the
+/// saga took it) — `held-for-cancelled`, and nothing else; the real mediator gives everything
+/// back.
+#[test]
+fn chaos_catches_a_cancel_that_gives_nothing_back() {
+    let cancels = ["--mix", "success=100", "--cancel-share", "0.3"];
+    let (code, result) = chaos(&cancels);
+    assert_eq!(code, Some(0), "the control run must pass: {result}");
+    assert!(result["cancelled"].as_u64().unwrap() > 0, "{result}");
+
+    let (code, result) = chaos(&[&cancels[..], &["--broken-compensation", "items"]].concat());
+    assert_eq!(
+        code,
+        Some(1),
+        "a cancel that keeps the item must fail chaos: {result}"
+    );
+    let audit = result["audit_violations"].as_object().unwrap();
+    let checks: Vec<&str> = audit.keys().map(String::as_str).collect();
+    assert_eq!(checks, ["held-for-cancelled"], "{result}");
+    let kept = audit["held-for-cancelled"].as_u64().unwrap();
+    assert!(
+        kept > 0 && kept <= result["cancelled"].as_u64().unwrap(),
+        "{result}"
     );
 }

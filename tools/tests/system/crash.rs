@@ -66,6 +66,7 @@ fn sending(seed: u64) -> Sending {
         pause: Duration::ZERO,
         post_timeout: Duration::from_secs(30),
         max_unfinished: None,
+        cancel_share: 0.0,
         seed,
     }
 }
