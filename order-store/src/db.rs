@@ -435,27 +435,50 @@ impl StepColumns {
         }
     }
 
-    /// The statement's arguments: `leading` ones first, then the six columns of `steps`.
-    fn after(
+    /// The statement's arguments: the six columns of `steps` ($1 to $6, as [`insert_steps!`]
+    /// reads them), then the `trailing` ones ($7 on).
+    fn then(
         steps: &[NewStep],
-        leading: impl FnOnce(&mut PgArguments) -> Result<(), BoxDynError>,
+        trailing: impl FnOnce(&mut PgArguments) -> Result<(), BoxDynError>,
     ) -> Result<PgArguments> {
         let c = Self::of(steps);
         let mut args = PgArguments::default();
         let add = || -> Result<(), BoxDynError> {
-            leading(&mut args)?;
             args.add(&c.participant)?;
             args.add(&c.kind)?;
             args.add(&c.outcome)?;
             args.add(&c.error_code)?;
             args.add(&c.started_at)?;
-            args.add(&c.finished_at)
+            args.add(&c.finished_at)?;
+            trailing(&mut args)
         };
         add()
             .map_err(anyhow::Error::from_boxed)
             .context("encoding the saga steps")?;
         Ok(args)
     }
+}
+
+/// The INSERT of a run's saga-log rows, whose columns are the parameters $1 to $6
+/// ([`StepColumns::then`]): for order `$order_id`, numbered on from `base.n`, which `$from`
+/// provides (with whatever else the SELECT joins).
+macro_rules! insert_steps {
+    ($order_id:literal, $from:literal) => {
+        concat!(
+            "INSERT INTO saga_steps \
+                (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
+             SELECT ",
+            $order_id,
+            ", base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
+                    s.started_at, s.finished_at \
+             FROM ",
+            $from,
+            ", UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                       $5::timestamptz[], $6::timestamptz[]) \
+                WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
+                                     started_at, finished_at, ord)"
+        )
+    };
 }
 
 /// The guarded status transition `from -> to`, with `steps` appended to the saga log, in ONE
@@ -509,7 +532,7 @@ async fn guarded_move(
     steps: &[NewStep],
     publication: Publication,
 ) -> Result<Option<Order>> {
-    let args = StepColumns::after(steps, |args| {
+    let args = StepColumns::then(steps, |args| {
         args.add(order_id)?;
         args.add(from)?;
         args.add(to)?;
@@ -519,21 +542,13 @@ async fn guarded_move(
     sqlx::query_as_with::<_, Order, _>(
         concat!(
             "WITH moved AS ( \
-                UPDATE orders SET status = $3, reason = COALESCE($4, reason), updated_at = now(), \
-                    published_at = CASE WHEN $5 THEN NULL ELSE COALESCE(published_at, now()) END \
-                WHERE id = $1 AND status = $2 RETURNING *), \
-             base AS (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $1), \
-             logged AS ( \
-                INSERT INTO saga_steps \
-                    (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
-                SELECT moved.id, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
-                       s.started_at, s.finished_at \
-                FROM moved, base, \
-                     UNNEST($6::text[], $7::text[], $8::text[], $9::text[], \
-                            $10::timestamptz[], $11::timestamptz[]) \
-                     WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
-                                          started_at, finished_at, ord)) \
-             SELECT ",
+                UPDATE orders SET status = $9, reason = COALESCE($10, reason), updated_at = now(), \
+                    published_at = CASE WHEN $11 THEN NULL ELSE COALESCE(published_at, now()) END \
+                WHERE id = $7 AND status = $8 RETURNING *), \
+             base AS (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $7), \
+             logged AS (",
+            insert_steps!("moved.id", "moved, base"),
+            ") SELECT ",
             order_columns!(),
             " FROM moved"
         ),
@@ -551,18 +566,15 @@ pub async fn append_steps(pool: &PgPool, order_id: Uuid, steps: &[NewStep]) -> R
     if steps.is_empty() {
         return Ok(());
     }
-    let args = StepColumns::after(steps, |args| args.add(order_id))?;
+    let args = StepColumns::then(steps, |args| args.add(order_id))?;
     sqlx::query_with(
-        "INSERT INTO saga_steps \
-            (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
-         SELECT $1, base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
-                s.started_at, s.finished_at \
-         FROM (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $1) base, \
-              UNNEST($2::text[], $3::text[], $4::text[], $5::text[], \
-                     $6::timestamptz[], $7::timestamptz[]) \
-              WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
-                                   started_at, finished_at, ord) \
-         ON CONFLICT (order_id, seq) DO NOTHING",
+        concat!(
+            insert_steps!(
+                "$7",
+                "(SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $7) base"
+            ),
+            " ON CONFLICT (order_id, seq) DO NOTHING"
+        ),
         args,
     )
     .execute(pool)
