@@ -89,16 +89,15 @@ pub async fn request_cancel(pool: &PgPool, username: &str, id: Uuid) -> Result<C
             started_at: now,
             finished_at: now,
         };
-        let moved = guarded_move(
-            pool,
-            id,
-            order.status,
-            Status::Cancelling,
-            Some(CANCELLED_REASON),
-            &[request],
-            Publication::Again,
-        )
-        .await?;
+        let cancel = Move {
+            order_id: id,
+            from: order.status,
+            to: Status::Cancelling,
+            reason: Some(CANCELLED_REASON),
+            steps: &[request],
+            publication: Publication::Again,
+        };
+        let moved = guarded_move(pool, &cancel).await?;
         if let Some(order) = moved {
             return Ok(Cancel::Requested(order));
         }
@@ -500,17 +499,25 @@ pub async fn transition(
     reason: Option<&str>,
     steps: &[NewStep],
 ) -> Result<bool> {
-    let moved = guarded_move(
-        pool,
+    let guarded = Move {
         order_id,
         from,
         to,
         reason,
         steps,
-        Publication::Implied,
-    )
-    .await?;
-    Ok(moved.is_some())
+        publication: Publication::Implied,
+    };
+    Ok(guarded_move(pool, &guarded).await?.is_some())
+}
+
+/// One guarded move: `from -> to` of `order_id`, `steps` logged with it.
+struct Move<'a> {
+    order_id: Uuid,
+    from: Status,
+    to: Status,
+    reason: Option<&'a str>,
+    steps: &'a [NewStep],
+    publication: Publication,
 }
 
 /// What a guarded move does to `published_at`.
@@ -523,21 +530,14 @@ enum Publication {
 }
 
 /// [`transition`], returning the moved order.
-async fn guarded_move(
-    pool: &PgPool,
-    order_id: Uuid,
-    from: Status,
-    to: Status,
-    reason: Option<&str>,
-    steps: &[NewStep],
-    publication: Publication,
-) -> Result<Option<Order>> {
-    let args = StepColumns::then(steps, |args| {
+async fn guarded_move(pool: &PgPool, m: &Move<'_>) -> Result<Option<Order>> {
+    let (order_id, from, to) = (m.order_id, m.from, m.to);
+    let args = StepColumns::then(m.steps, |args| {
         args.add(order_id)?;
         args.add(from)?;
         args.add(to)?;
-        args.add(reason)?;
-        args.add(publication == Publication::Again)
+        args.add(m.reason)?;
+        args.add(m.publication == Publication::Again)
     })?;
     sqlx::query_as_with::<_, Order, _>(
         concat!(
