@@ -215,6 +215,12 @@ impl ShopClient {
         self.http.request(method, format!("{base}{path}"))
     }
 
+    /// A request of `user` to the order API at `path`.
+    fn order_request(&self, method: Method, user: &User, path: &str) -> RequestBuilder {
+        self.request(method, &self.endpoints.order, path)
+            .bearer_auth(&user.token)
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         what: impl Into<String>,
@@ -359,8 +365,7 @@ impl ShopClient {
         idempotency_key: Option<&str>,
     ) -> CallResult<(StatusCode, Order)> {
         let mut req = self
-            .request(Method::POST, &self.endpoints.order, "/api/orders/")
-            .bearer_auth(&user.token)
+            .order_request(Method::POST, user, "/api/orders/")
             .json(&order.body());
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
@@ -375,13 +380,7 @@ impl ShopClient {
 
     /// POST /api/orders/{id}/cancel: 202 with the order (`cancelling`, or `cancelled` already).
     pub async fn cancel_order(&self, user: &User, id: &str) -> CallResult<Order> {
-        let req = self
-            .request(
-                Method::POST,
-                &self.endpoints.order,
-                &format!("/api/orders/{id}/cancel"),
-            )
-            .bearer_auth(&user.token);
+        let req = self.order_request(Method::POST, user, &format!("/api/orders/{id}/cancel"));
         Ok(self
             .call(format!("cancel order {id}"), req, &[StatusCode::ACCEPTED])
             .await?
@@ -400,9 +399,7 @@ impl ShopClient {
             0 => format!("/api/orders/{id}"),
             ms => format!("/api/orders/{id}?wait_ms={ms}"),
         };
-        let req = self
-            .request(Method::GET, &self.endpoints.order, &path)
-            .bearer_auth(&user.token);
+        let req = self.order_request(Method::GET, user, &path);
         Ok(self
             .call(format!("order {id}"), req, &[StatusCode::OK])
             .await?
@@ -411,13 +408,7 @@ impl ShopClient {
 
     /// GET /api/orders/{id} whatever the status: (status, body). For negative tests.
     pub async fn order_raw(&self, user: &User, id: &str) -> CallResult<(StatusCode, Value)> {
-        let req = self
-            .request(
-                Method::GET,
-                &self.endpoints.order,
-                &format!("/api/orders/{id}"),
-            )
-            .bearer_auth(&user.token);
+        let req = self.order_request(Method::GET, user, &format!("/api/orders/{id}"));
         let what = format!("order {id}");
         let resp = req.send().await.map_err(|source| CallError::Transport {
             what: what.clone(),
@@ -433,9 +424,7 @@ impl ShopClient {
 
     /// GET /api/orders/: the user's orders, oldest first.
     pub async fn orders(&self, user: &User) -> CallResult<Vec<Order>> {
-        let req = self
-            .request(Method::GET, &self.endpoints.order, "/api/orders/")
-            .bearer_auth(&user.token);
+        let req = self.order_request(Method::GET, user, "/api/orders/");
         Ok(self
             .call(
                 format!("orders of {}", user.username),
