@@ -1,7 +1,8 @@
 //! The mediator's integration tests, one binary, against a real Postgres (a fresh database per
 //! test), a real Redis (a fresh stream per test) and the fake participants over real HTTP:
 //!
-//! - `executor`: one order's saga, run by the executor: every path to completed or failed;
+//! - `executor`: one order's saga, run by the executor: every path to completed, failed or
+//!   cancelled;
 //! - `consumer`: the whole mediator through its real `run` ([`spawn_app`]) consuming a stream;
 //! - `process`: the real binary: kill -9, SIGTERM, start-up refusals.
 
