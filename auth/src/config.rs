@@ -2,7 +2,10 @@
 
 use crate::password::PasswordConfig;
 use clap::Parser;
-use shop_common::config::{self, InternalTokenConfig, JwtSecretConfig, ServerConfig};
+use shop_common::{
+    auth::Role,
+    config::{self, InternalTokenConfig, JwtSecretConfig, ServerConfig},
+};
 use std::time::Duration;
 
 /// saga shop: sign-up and tokens
@@ -27,4 +30,18 @@ pub struct Config {
     pub refresh_ttl: Duration,
     #[command(flatten)]
     pub passwords: PasswordConfig,
+    /// Usernames, comma-separated, whose access tokens carry the `admin` role (the operations
+    /// console). Sign-up is open: name only accounts that exist, or register them first.
+    #[arg(long, env = "ADMIN_USERS", value_delimiter = ',')]
+    pub admin_users: Vec<String>,
+}
+
+impl Config {
+    /// The role `username`'s tokens carry.
+    pub fn role_of(&self, username: &str) -> Option<Role> {
+        self.admin_users
+            .iter()
+            .any(|admin| admin.trim() == username)
+            .then_some(Role::Admin)
+    }
 }

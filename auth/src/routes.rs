@@ -91,10 +91,14 @@ async fn token(
     if !valid {
         return Err(AuthError::InvalidCredentials.into());
     }
+    let role = state.config.role_of(&c.username);
     Ok(Json(Tokens {
-        access: state
-            .jwt
-            .issue(&c.username, TokenKind::Access, state.access_ttl)?,
+        access: state.jwt.issue_with_role(
+            &c.username,
+            role,
+            TokenKind::Access,
+            state.access_ttl,
+        )?,
         refresh: Some(
             state
                 .jwt
@@ -118,10 +122,15 @@ async fn refresh(
     if !db::user_exists(&state.pool, &claims.sub).await? {
         return Err(AuthError::InvalidCredentials.into());
     }
+    // The role as configured now: removing an operator takes effect at the next refresh.
+    let role = state.config.role_of(&claims.sub);
     Ok(Json(Tokens {
-        access: state
-            .jwt
-            .issue(&claims.sub, TokenKind::Access, state.access_ttl)?,
+        access: state.jwt.issue_with_role(
+            &claims.sub,
+            role,
+            TokenKind::Access,
+            state.access_ttl,
+        )?,
         refresh: None,
         token_type: "Bearer",
         expires_in: state.access_ttl.as_secs(),

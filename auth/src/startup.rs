@@ -11,7 +11,7 @@ use shop_common::{
     shutdown::Shutdown,
 };
 use sqlx::{PgPool, migrate::Migrator};
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 
 pub static MIGRATOR: Migrator = sqlx::migrate!();
@@ -26,6 +26,9 @@ pub struct AppState {
     pub access_ttl: Duration,
     #[from_ref(skip)]
     pub refresh_ttl: Duration,
+    /// Whose tokens carry the admin role.
+    #[from_ref(skip)]
+    pub config: Arc<Config>,
 }
 
 /// Must be called inside a Tokio runtime (the password hasher starts its buffer reaper).
@@ -41,6 +44,7 @@ pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
         passwords: Passwords::new(&config.passwords),
         access_ttl: config.access_ttl,
         refresh_ttl: config.refresh_ttl,
+        config: Arc::new(config.clone()),
     };
     Ok(http::app(
         "auth",

@@ -1,5 +1,6 @@
 //! JWTs: issuing (auth only) and verifying (every service, locally, with the shared secret).
-//! [`AuthUser`] is the extractor a handler takes to require a valid access token.
+//! [`AuthUser`] is the extractor a handler takes to require a valid access token, [`AdminUser`]
+//! one with the `admin` role (an operator).
 
 use crate::config::ExposeSecret;
 use crate::{config::JwtSecretConfig, error::ApiError};
@@ -19,12 +20,23 @@ pub enum TokenKind {
     Refresh,
 }
 
+/// What a token allows beyond its holder's own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An operator: every order, the dead letters (auth's `ADMIN_USERS`).
+    Admin,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub exp: u64,
     pub iat: u64,
     pub typ: TokenKind,
+    /// Absent for a customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 #[derive(Clone)]
@@ -50,12 +62,23 @@ impl JwtKeys {
     }
 
     pub fn issue(&self, subject: &str, kind: TokenKind, ttl: Duration) -> Result<String> {
+        self.issue_with_role(subject, None, kind, ttl)
+    }
+
+    pub fn issue_with_role(
+        &self,
+        subject: &str,
+        role: Option<Role>,
+        kind: TokenKind,
+        ttl: Duration,
+    ) -> Result<String> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: subject.to_owned(),
             iat: now,
             exp: now + ttl.as_secs(),
             typ: kind,
+            role,
         };
         encode(&Header::new(Algorithm::HS256), &claims, &self.0.encoding).context("signing a JWT")
     }
@@ -79,6 +102,7 @@ impl JwtKeys {
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     pub username: String,
+    pub role: Option<Role>,
 }
 
 impl<S> FromRequestParts<S> for AuthUser
@@ -103,6 +127,35 @@ where
         let claims = JwtKeys::from_ref(state).verify(token.trim(), TokenKind::Access)?;
         Ok(AuthUser {
             username: claims.sub,
+            role: claims.role,
+        })
+    }
+}
+
+/// An operator, proven by a valid access token with the `admin` role; any other valid token is a
+/// 403 `admin_only`, no token a 401.
+#[derive(Debug, Clone)]
+pub struct AdminUser {
+    pub username: String,
+}
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    JwtKeys: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if user.role != Some(Role::Admin) {
+            return Err(ApiError::forbidden(
+                "admin_only",
+                "this is for operators (auth's ADMIN_USERS)",
+            ));
+        }
+        Ok(AdminUser {
+            username: user.username,
         })
     }
 }
@@ -139,6 +192,7 @@ mod tests {
             iat: now - 120,
             exp: now - 60,
             typ: TokenKind::Access,
+            role: None,
         };
         let t = encode(&Header::new(Algorithm::HS256), &claims, &k.0.encoding).unwrap();
         assert!(k.verify(&t, TokenKind::Access).is_err());

@@ -2,7 +2,7 @@
 //! only through these functions, so every status transition and its guard is written here, once.
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shop_common::domain::Money;
 use sqlx::{
     Arguments, FromRow, PgExecutor, PgPool, Row, error::BoxDynError, postgres::PgArguments,
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 /// Where an order is in its saga. `Completed`, `Failed` and `Cancelled` are final; a completed
 /// order may still be cancelled (`Completed -> Cancelling -> Cancelled`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
@@ -27,6 +27,15 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Compensating,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelling,
+        Status::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -200,16 +209,32 @@ pub async fn find_user_order_with_log(
     username: &str,
     id: Uuid,
 ) -> Result<Option<(Order, Vec<SagaStep>)>> {
+    find_order_with_log(pool, Some(username), id).await
+}
+
+/// The order, whoever's (an operator's view), with its saga log.
+pub async fn find_any_order_with_log(
+    pool: &PgPool,
+    id: Uuid,
+) -> Result<Option<(Order, Vec<SagaStep>)>> {
+    find_order_with_log(pool, None, id).await
+}
+
+async fn find_order_with_log(
+    pool: &PgPool,
+    owner: Option<&str>,
+    id: Uuid,
+) -> Result<Option<(Order, Vec<SagaStep>)>> {
     let rows = sqlx::query(
         "SELECT o.id, o.username, o.amount, o.item, o.slot, o.status, o.reason, \
                 o.idempotency_key, o.published_at, o.created_at, o.updated_at, \
                 s.seq, s.participant, s.kind, s.outcome, s.error_code, s.started_at, \
                 s.finished_at \
          FROM orders o LEFT JOIN saga_steps s ON s.order_id = o.id \
-         WHERE o.id = $1 AND o.username = $2 ORDER BY s.seq",
+         WHERE o.id = $1 AND ($2::text IS NULL OR o.username = $2) ORDER BY s.seq",
     )
     .bind(id)
-    .bind(username)
+    .bind(owner)
     .fetch_all(pool)
     .await
     .context("reading an order and its saga log")?;
@@ -247,6 +272,61 @@ pub async fn list_user_orders(pool: &PgPool, username: &str) -> Result<Vec<Order
     .fetch_all(pool)
     .await
     .context("listing orders")
+}
+
+// ------------------------------------------------------------------ operators' views
+
+/// Every user's orders, newest first, only those in `status` if given, at most `limit`.
+pub async fn list_orders(pool: &PgPool, status: Option<Status>, limit: i64) -> Result<Vec<Order>> {
+    sqlx::query_as::<_, Order>(concat!(
+        "SELECT ",
+        order_columns!(),
+        " FROM orders WHERE ($1::text IS NULL OR status = $1) \
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    ))
+    .bind(status)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .context("listing every user's orders")
+}
+
+/// How many orders are in each status (those with none are absent).
+pub async fn count_by_status(pool: &PgPool) -> Result<Vec<(Status, i64)>> {
+    sqlx::query_as("SELECT status, count(*) FROM orders GROUP BY status ORDER BY status")
+        .fetch_all(pool)
+        .await
+        .context("counting orders by status")
+}
+
+/// The orders that reached a final state in a recent window, and how long each took from its
+/// POST (`created_at`) to that state (`updated_at`).
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct RecentFinals {
+    pub count: i64,
+    /// Percentiles 50, 90 and 99 in milliseconds; `None` when there was none.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+/// [`RecentFinals`] of the last `window`. A cancelled order counts once it is cancelled.
+pub async fn recent_finals(pool: &PgPool, window: Duration) -> Result<RecentFinals> {
+    sqlx::query_as::<_, RecentFinals>(
+        "WITH recent AS ( \
+            SELECT extract(epoch FROM updated_at - created_at) * 1000 AS ms FROM orders \
+            WHERE status IN ('completed', 'failed', 'cancelled') \
+              AND updated_at > now() - make_interval(secs => $1)) \
+         SELECT count(*) AS count, \
+                percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::float8 AS p50_ms, \
+                percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::float8 AS p90_ms, \
+                percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::float8 AS p99_ms \
+         FROM recent",
+    )
+    .bind(window.as_secs_f64())
+    .fetch_one(pool)
+    .await
+    .context("reading the orders finished recently")
 }
 
 // ------------------------------------------------------------------ publication (the outbox)

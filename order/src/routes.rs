@@ -66,9 +66,12 @@ impl TryFrom<i64> for ItemId {
     }
 }
 
+/// An order's saga log, when the view shows it.
+pub(crate) type SagaView = Option<Vec<SagaStep>>;
+
 /// The order as the client sees it: field names and reason texts are its API.
 #[derive(Serialize)]
-struct OrderView {
+pub(crate) struct OrderView {
     id: Uuid,
     amount: Money,
     details: DetailsView,
@@ -81,7 +84,7 @@ struct OrderView {
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
     #[serde(skip_serializing_if = "Option::is_none")]
-    saga: Option<Vec<SagaStep>>,
+    saga: SagaView,
 }
 
 #[derive(Serialize)]
@@ -91,7 +94,7 @@ struct DetailsView {
 }
 
 impl OrderView {
-    fn new(o: Order, saga: Option<Vec<SagaStep>>) -> Self {
+    pub(crate) fn new(o: Order, saga: SagaView) -> Self {
         let success = match o.status {
             Status::Completed => Some(true),
             Status::Failed | Status::Cancelled => Some(false),

@@ -1,6 +1,7 @@
 //! Wiring: state, the router, and `run` (the HTTP server plus the outbox's sweeper and flusher).
 
 use crate::{
+    admin,
     config::Config,
     outbox::{self, Outbox},
     routes,
@@ -53,7 +54,9 @@ fn build(
         outbox,
         signals,
     };
-    let api = routes::public().with_state(state.clone());
+    let api = routes::public()
+        .merge(admin::router())
+        .with_state(state.clone());
     let long_polls = LongPolls {
         routes: routes::long_polls().with_state(state),
         longest_wait: routes::MAX_WAIT,

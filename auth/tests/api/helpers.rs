@@ -16,6 +16,8 @@ use std::time::Duration;
 
 /// The password every test user has.
 pub const PASSWORD: &str = "secret-pass-1";
+/// The one username in the test auth's ADMIN_USERS.
+pub const OPERATOR: &str = "operator";
 
 pub struct App {
     pub auth: Service,
@@ -60,6 +62,7 @@ pub async fn spawn_on(
         access_ttl: Duration::from_secs(60),
         refresh_ttl: Duration::from_secs(600),
         passwords,
+        admin_users: vec![OPERATOR.to_owned()],
     };
     let run = |listener| auth::run(listener, config, std::future::pending());
     let auth = testing::start("auth", database, run).await;

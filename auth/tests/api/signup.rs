@@ -2,12 +2,15 @@
 //! flood beyond the password-hashing bound, and auth's database going down.
 
 use crate::helpers::{
-    PASSWORD, credentials, new_user, posted, spawn_app, spawn_on, spawn_with, user,
+    OPERATOR, PASSWORD, credentials, new_user, posted, spawn_app, spawn_on, spawn_with, user,
 };
 use auth::PasswordConfig;
 use reqwest::StatusCode;
 use serde_json::json;
-use shop_common::testing::{self, outage::Link};
+use shop_common::{
+    auth::{JwtKeys, Role, TokenKind},
+    testing::{self, outage::Link},
+};
 use std::time::Duration;
 
 #[tokio::test]
@@ -191,4 +194,36 @@ async fn with_its_database_down_auth_answers_503_unavailable_then_recovers() {
     // bob's sign-up was not half-done: the name is free.
     let (status, _, body) = app.sign_up("bob").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// The role claim of an access token, as every service reads it.
+fn role_of(access: &str) -> Option<Role> {
+    JwtKeys::new(&testing::jwt_secret())
+        .verify(access, TokenKind::Access)
+        .expect("a valid access token")
+        .role
+}
+
+/// Only the users in ADMIN_USERS get the `admin` role, at login and at refresh; a customer's
+/// token carries none.
+#[tokio::test]
+async fn an_operator_gets_the_admin_role_and_a_customer_none() {
+    let app = spawn_app().await;
+    for (username, role) in [(OPERATOR, Some(Role::Admin)), ("alice", None)] {
+        let (status, _, _) = app.sign_up(username).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, _, tokens) = app.post("/api/token/", credentials(username)).await;
+        assert_eq!(
+            role_of(tokens["access"].as_str().unwrap()),
+            role,
+            "{username}"
+        );
+        let refresh = json!({"refresh": tokens["refresh"]});
+        let (_, _, fresh) = app.post("/api/token/refresh/", refresh).await;
+        assert_eq!(
+            role_of(fresh["access"].as_str().unwrap()),
+            role,
+            "{username} refreshed"
+        );
+    }
 }

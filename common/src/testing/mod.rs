@@ -141,9 +141,19 @@ pub fn assert_released(migrator: &Migrator, released: &[Released]) {
 
 /// A bearer token for `username`, signed with the test secret.
 pub fn access_token(username: &str) -> String {
+    token_with_role(username, None)
+}
+
+/// A bearer token for the operator `username` (the `admin` role).
+pub fn admin_token(username: &str) -> String {
+    token_with_role(username, Some(crate::auth::Role::Admin))
+}
+
+fn token_with_role(username: &str, role: Option<crate::auth::Role>) -> String {
     crate::auth::JwtKeys::new(&jwt_secret())
-        .issue(
+        .issue_with_role(
             username,
+            role,
             crate::auth::TokenKind::Access,
             std::time::Duration::from_secs(600),
         )

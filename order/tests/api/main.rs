@@ -4,10 +4,12 @@
 //! - `orders`: creation and publication, validation, idempotency, ownership, authentication, the
 //!   saga log, long polls;
 //! - `cancel`: the customer's cancel, of a pending, completed or failed order;
+//! - `admin`: the operators' API and its role check;
 //! - `outbox`: publication when Redis was down, the sweeps, recovery of lost stream entries;
 //! - `outages`: readiness and a database outage under a running API;
 //! - `startup`: waiting for the database and migrating at start-up.
 
+mod admin;
 mod cancel;
 mod orders;
 mod outages;

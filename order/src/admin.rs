@@ -1,0 +1,130 @@
+//! The operators' API, `/api/admin/...`, for tokens with the `admin` role only (auth's
+//! `ADMIN_USERS`; anyone else gets 403 `admin_only`): every user's orders, filtered by status,
+//! one order with its saga log, and the figures of the last minute. The operations console reads
+//! it; customers' routes stay in `crate::routes`.
+
+use crate::{
+    error::OrderError,
+    routes::{OrderView, SagaView},
+    startup::AppState,
+};
+use axum::{Json, Router, extract::State, routing::get};
+use order_store::db::{self, Status};
+use serde::{Deserialize, Serialize};
+use shop_common::{
+    ApiError,
+    auth::AdminUser,
+    json::{ApiPath, ApiQuery},
+};
+use std::{collections::BTreeMap, time::Duration};
+use uuid::Uuid;
+
+/// The window of [`stats`]' throughput and latency.
+const RECENT: Duration = Duration::from_secs(60);
+/// Orders a listing returns unless asked for fewer.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/orders", get(orders))
+        .route("/api/admin/orders/{id}", get(order))
+        .route("/api/admin/stats", get(stats))
+}
+
+#[derive(Deserialize)]
+struct OrdersQuery {
+    status: Option<Status>,
+    limit: Option<i64>,
+}
+
+/// An order as an operator sees it: whose it is, then what its customer sees.
+#[derive(Serialize)]
+struct AdminOrderView {
+    username: String,
+    #[serde(flatten)]
+    order: OrderView,
+}
+
+impl AdminOrderView {
+    fn new(order: db::Order, saga: SagaView) -> Self {
+        Self {
+            username: order.username.clone(),
+            order: OrderView::new(order, saga),
+        }
+    }
+}
+
+/// `GET /api/admin/orders?status=&limit=`: newest first.
+async fn orders(
+    _: AdminUser,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<OrdersQuery>,
+) -> Result<Json<Vec<AdminOrderView>>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let orders = db::list_orders(&state.pool, query.status, limit).await?;
+    Ok(Json(
+        orders
+            .into_iter()
+            .map(|o| AdminOrderView::new(o, None))
+            .collect(),
+    ))
+}
+
+/// `GET /api/admin/orders/{id}`: any user's order, with its saga log (the timeline).
+async fn order(
+    _: AdminUser,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<AdminOrderView>, ApiError> {
+    let (order, saga) = db::find_any_order_with_log(&state.pool, id)
+        .await?
+        .ok_or(OrderError::NotFound)?;
+    Ok(Json(AdminOrderView::new(order, Some(saga))))
+}
+
+#[derive(Serialize)]
+struct Stats {
+    /// Orders per status, every status listed.
+    by_status: BTreeMap<&'static str, i64>,
+    last_minute: LastMinute,
+}
+
+#[derive(Serialize)]
+struct LastMinute {
+    /// Orders that reached a final state in the last 60 s.
+    finished: i64,
+    sagas_per_s: f64,
+    /// POST -> final state of those orders, ms (null when there was none).
+    latency_ms: BTreeMap<&'static str, Option<f64>>,
+}
+
+/// `GET /api/admin/stats`.
+async fn stats(_: AdminUser, State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
+    let mut by_status: BTreeMap<&'static str, i64> = Status::ALL
+        .iter()
+        .map(|status| (status.as_str(), 0))
+        .collect();
+    for (status, n) in db::count_by_status(&state.pool).await? {
+        by_status.insert(status.as_str(), n);
+    }
+    let recent = db::recent_finals(&state.pool, RECENT).await?;
+    Ok(Json(Stats {
+        by_status,
+        last_minute: LastMinute {
+            finished: recent.count,
+            sagas_per_s: recent.count as f64 / RECENT.as_secs_f64(),
+            latency_ms: BTreeMap::from([
+                ("p50", recent.p50_ms),
+                ("p90", recent.p90_ms),
+                ("p99", recent.p99_ms),
+            ]),
+        },
+    }))
+}
