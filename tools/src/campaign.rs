@@ -322,12 +322,20 @@ pub struct KillReport {
 const VICTIM_WAIT: Duration = Duration::from_secs(10);
 
 /// What `victim` holds that its death puts at risk: a mediator, the stream entries it owns
-/// (read from `XPENDING`); any other service, the orders not yet final (the sagas it may be
+/// (read from `XPENDING`) or, owning none, the sagas it is running (its
+/// `mediator_sagas_in_flight`); any other service, the orders not yet final (the sagas it may be
 /// serving). `None` when that cannot be read (a store down): the kill is not held against.
 pub async fn victim_holds(stack: &Stack, victim: &str, orders_db: Option<&PgPool>) -> Option<u64> {
     if stack.mediators().iter().any(|m| m == victim) {
         let pending = stack.pending_per_consumer().await.ok()?;
-        return Some(pending.get(victim).copied().unwrap_or(0));
+        let own = pending.get(victim).copied().unwrap_or(0);
+        if own > 0 {
+            return Some(own);
+        }
+        // Entries taken over while it was paused (or lost from the group with a Redis restart)
+        // are no longer its own, but it still runs their sagas, racing the new owners: killing
+        // it then is a crash mid-saga all the same.
+        return stack.sagas_in_flight(victim).await.ok();
     }
     let unfinished = audit::not_final(orders_db?).await.ok()?;
     Some(unfinished.max(0) as u64)

@@ -688,6 +688,28 @@ impl Stack {
         pending_counts(&summary)
     }
 
+    /// The sagas a mediator process is running now (its `mediator_sagas_in_flight` gauge; 0
+    /// before its first saga).
+    pub async fn sagas_in_flight(&self, mediator: &str) -> Result<u64> {
+        let url = format!("{}/metrics", self.instance_url(mediator)?);
+        let metrics = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .with_context(|| format!("GET {url}"))?
+            .text()
+            .await
+            .with_context(|| format!("reading {url}"))?;
+        let gauge = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("mediator_sagas_in_flight "))
+            .map_or(Ok(0.0), |value| value.trim().parse::<f64>())
+            .with_context(|| format!("mediator_sagas_in_flight of {mediator}"))?;
+        Ok(gauge as u64)
+    }
+
     /// Pools on the databases the audit reads.
     pub async fn dbs(&self) -> Result<Dbs> {
         Ok(Dbs {

@@ -540,7 +540,8 @@ async fn run(
     // A POST given up after a minute of retries with its key: the order API refused a client for
     // that long (and fewer orders were accepted than sent).
     let given_up = sent.rejected.len();
-    // A kill whose victim held nothing (no entry of its own, no order in flight) tested nothing.
+    // A kill whose victim held nothing (no entry of its own, no saga running, no order in flight)
+    // tested nothing.
     let idle_kills = kills.idle_kills.len();
     let violations = verdict.violations()
         + late_violations
