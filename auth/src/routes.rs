@@ -82,6 +82,24 @@ struct Tokens {
     expires_in: u64,
 }
 
+impl Tokens {
+    /// A new access token for `username`, with the role the configuration gives them now (so
+    /// removing an operator takes effect at their next refresh), and `refresh` if one is issued.
+    fn new(state: &AppState, username: &str, refresh: Option<String>) -> Result<Self, ApiError> {
+        let role = state.config.role_of(username);
+        let access =
+            state
+                .jwt
+                .issue_with_role(username, role, TokenKind::Access, state.access_ttl)?;
+        Ok(Self {
+            access,
+            refresh,
+            token_type: "Bearer",
+            expires_in: state.access_ttl.as_secs(),
+        })
+    }
+}
+
 async fn token(
     State(state): State<AppState>,
     ApiJson(c): ApiJson<Credentials>,
@@ -91,22 +109,10 @@ async fn token(
     if !valid {
         return Err(AuthError::InvalidCredentials.into());
     }
-    let role = state.config.role_of(&c.username);
-    Ok(Json(Tokens {
-        access: state.jwt.issue_with_role(
-            &c.username,
-            role,
-            TokenKind::Access,
-            state.access_ttl,
-        )?,
-        refresh: Some(
-            state
-                .jwt
-                .issue(&c.username, TokenKind::Refresh, state.refresh_ttl)?,
-        ),
-        token_type: "Bearer",
-        expires_in: state.access_ttl.as_secs(),
-    }))
+    let refresh = state
+        .jwt
+        .issue(&c.username, TokenKind::Refresh, state.refresh_ttl)?;
+    Ok(Json(Tokens::new(&state, &c.username, Some(refresh))?))
 }
 
 #[derive(Deserialize)]
@@ -122,17 +128,5 @@ async fn refresh(
     if !db::user_exists(&state.pool, &claims.sub).await? {
         return Err(AuthError::InvalidCredentials.into());
     }
-    // The role as configured now: removing an operator takes effect at the next refresh.
-    let role = state.config.role_of(&claims.sub);
-    Ok(Json(Tokens {
-        access: state.jwt.issue_with_role(
-            &claims.sub,
-            role,
-            TokenKind::Access,
-            state.access_ttl,
-        )?,
-        refresh: None,
-        token_type: "Bearer",
-        expires_in: state.access_ttl.as_secs(),
-    }))
+    Ok(Json(Tokens::new(&state, &claims.sub, None)?))
 }
