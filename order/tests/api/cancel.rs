@@ -150,3 +150,38 @@ async fn a_cancel_racing_completion_always_applies() {
         assert_eq!(order.status, Status::Cancelling);
     }
 }
+
+/// A cancel whose publication did not happen (the API died after recording it, or Redis was
+/// down) is published by the sweep, counted from the cancel, not from the order's creation:
+/// an old order is not published again at once beside the API's own publication.
+#[tokio::test]
+async fn an_unpublished_cancel_is_published_by_the_sweep_after_the_delay() {
+    let app = spawn_app().await;
+    let id = app.create_order("alice").await;
+    app.wait_published(id).await;
+    app.complete(id).await;
+    let created_long_ago = "UPDATE orders SET created_at = now() - interval '1 hour' WHERE id = $1";
+    sqlx::query(created_long_ago)
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    // What the API records, without its XADD.
+    let cancel = db::request_cancel(&app.pool, "alice", id).await.unwrap();
+    assert!(matches!(cancel, db::Cancel::Requested(_)));
+    let cancelled_at = std::time::Instant::now();
+    testing::eventually(
+        std::time::Duration::from_secs(20),
+        "the sweep published the cancel",
+        async || app.stream_order_ids().await.len() == 2,
+    )
+    .await;
+    // The test app's REPUBLISH_AFTER_SECS is 5: never earlier (a small margin for clocks).
+    assert!(
+        cancelled_at.elapsed() >= std::time::Duration::from_secs(4),
+        "published {:?} after the cancel",
+        cancelled_at.elapsed()
+    );
+    app.wait_published(id).await;
+}
