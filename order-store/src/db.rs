@@ -50,6 +50,15 @@ impl Status {
     pub fn is_final(self) -> bool {
         matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
+
+    /// The final statuses as stored, for SQL (`status = ANY($1)`).
+    pub fn finals() -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .map(Status::as_str)
+            .collect()
+    }
 }
 
 /// The reason of an order the customer cancelled.

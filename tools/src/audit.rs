@@ -57,7 +57,7 @@
 
 use crate::stack::{Streams, pending_counts};
 use anyhow::{Context, Result};
-use order_store::db::CANCELLED_REASON;
+use order_store::db::{CANCELLED_REASON, Status};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgPool, Postgres, Transaction, postgres::PgRow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -240,12 +240,11 @@ pub async fn orders(pool: &PgPool) -> Result<Vec<OrderRow>> {
 
 /// How many orders are not final yet.
 pub async fn not_final(pool: &PgPool) -> Result<i64> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM orders WHERE status NOT IN ('completed', 'failed', 'cancelled')",
-    )
-    .fetch_one(pool)
-    .await
-    .context("counting unfinished orders")
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE status <> ALL($1)")
+        .bind(Status::finals())
+        .fetch_one(pool)
+        .await
+        .context("counting unfinished orders")
 }
 
 /// Everything the audit reads, each database from one snapshot.

@@ -19,7 +19,7 @@ use crate::{
 };
 use anyhow::{Context, Result};
 use futures::{StreamExt, stream, stream::FuturesUnordered};
-use order_store::db::CANCELLED_REASON;
+use order_store::db::{CANCELLED_REASON, Status};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -586,13 +586,12 @@ fn record(report: &mut KillReport, down: &mut HashSet<String>, faults: &Faults, 
 
 /// Orders in a final state (0 if the database cannot be read right now).
 pub async fn final_count(db: &PgPool) -> u64 {
-    sqlx::query_scalar::<_, i64>(
-        "SELECT count(*) FROM orders WHERE status IN ('completed', 'failed', 'cancelled')",
-    )
-    .fetch_one(db)
-    .await
-    .map(|n| n.max(0) as u64)
-    .unwrap_or(0)
+    sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders WHERE status = ANY($1)")
+        .bind(Status::finals())
+        .fetch_one(db)
+        .await
+        .map(|n| n.max(0) as u64)
+        .unwrap_or(0)
 }
 
 async fn restart_crashed(stack: &Stack, report: &mut KillReport) {

@@ -453,9 +453,9 @@ async fn run(
         Ok(_) => 0,
         Err(_) => {
             let rows: Vec<(uuid::Uuid, String)> = sqlx::query_as(
-                "SELECT id, status FROM orders WHERE status NOT IN ('completed', 'failed', 'cancelled') \
-                 ORDER BY created_at",
+                "SELECT id, status FROM orders WHERE status <> ALL($1) ORDER BY created_at",
             )
+            .bind(order_store::db::Status::finals())
             .fetch_all(&dbs.orders)
             .await
             .context("reading the stalled orders")?;
