@@ -8,7 +8,8 @@
 # non-zero on failure (callers with `set -e` abort), after printing a clear message on stderr.
 #
 # Functions:
-#   ensure_packages          install postgresql/redis-server/nginx if missing; exports PG_BIN
+#   ensure_packages [PKG...] install postgresql/redis-server/nginx (and the Debian packages named)
+#                            if missing; exports PG_BIN
 #   build_bins PROFILE       cargo build --workspace --bins (release or debug), unless SKIP_BUILD=1
 #   exec_shop ARGS...        ensure_packages, build_bins $PROFILE (release by default), then
 #                            exec target/$PROFILE/shop ARGS (tools/src/bin/shop.rs)
@@ -34,10 +35,14 @@ _find_pg_bin() {
   printf '%s' "$best"
 }
 
-# ensure_packages : install what the local stack needs if missing (apt-get update only then).
-# Exports PG_BIN (newest PostgreSQL bin dir).
+# ensure_packages [PKG...] : install what the local stack needs, and the Debian packages named, if
+# missing (apt-get update only then). Exports PG_BIN (newest PostgreSQL bin dir).
 ensure_packages() {
   local -a pkgs=()
+  local extra
+  for extra in "$@"; do
+    dpkg-query -W -f='${Status}' "$extra" 2>/dev/null | grep -q 'install ok installed' || pkgs+=("$extra")
+  done
   [[ -n "$(_find_pg_bin)" ]] || pkgs+=(postgresql)
   command -v psql >/dev/null 2>&1 || [[ -n "$(_find_pg_bin)" ]] || pkgs+=(postgresql-client)
   command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)

@@ -2,6 +2,7 @@
 
 use crate::saga::Participant;
 use clap::Parser;
+use order_store::stream::Streams;
 use shop_common::config::{self, InternalTokenConfig, SecretString, ServerConfig};
 use std::time::Duration;
 
@@ -25,13 +26,8 @@ pub struct Config {
 /// How this process consumes the orders stream.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamConfig {
-    /// The saga stream: the order API publishes new orders on it, the mediator consumes it.
-    #[arg(long, env, default_value = "orders")]
-    pub orders_stream: String,
-    /// Where an entry that keeps failing or is malformed is copied before its `XACK` (its order,
-    /// if any, compensated and failed).
-    #[arg(long, env, default_value = "orders.dead")]
-    pub dead_letter_stream: String,
+    #[command(flatten)]
+    pub names: Streams,
     /// The consumer group every mediator replica reads the stream in.
     #[arg(
         long = "consumer-group",

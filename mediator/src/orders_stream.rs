@@ -101,7 +101,9 @@ impl OrdersStream {
         if let Some(block) = block {
             cmd.arg("BLOCK").arg(block.as_millis() as u64);
         }
-        cmd.arg("STREAMS").arg(&self.cfg.orders_stream).arg(from);
+        cmd.arg("STREAMS")
+            .arg(&self.cfg.names.orders_stream)
+            .arg(from);
         cmd
     }
 
@@ -111,7 +113,7 @@ impl OrdersStream {
         let mut conn = self.conn().await?;
         let created: RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg("0")
             .arg("MKSTREAM")
@@ -147,7 +149,7 @@ impl OrdersStream {
         };
         let mut xpending = redis::cmd("XPENDING");
         xpending
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg(&first.id)
             .arg(&last.id)
@@ -166,7 +168,7 @@ impl OrdersStream {
     pub async fn claim_idle(&self, cursor: &str, count: usize) -> Result<Claimed> {
         let mut xautoclaim = redis::cmd("XAUTOCLAIM");
         xautoclaim
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg(&self.cfg.consumer)
             .arg(self.cfg.claim_min_idle.as_millis() as u64)
@@ -181,7 +183,7 @@ impl OrdersStream {
     /// those it no longer owns.
     pub async fn heartbeat(&self, ids: &[String]) -> Result<Vec<String>> {
         HEARTBEAT
-            .key(&self.cfg.orders_stream)
+            .key(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg(&self.cfg.consumer)
             .arg(ids)
@@ -199,7 +201,7 @@ impl OrdersStream {
         tracing::warn!(stream_id = %entry.id, ?order_id, reason, "dead-lettering a stream entry");
         let order_id = order_id.map(|id| id.to_string()).unwrap_or_default();
         let mut xadd = redis::cmd("XADD");
-        xadd.arg(&self.cfg.dead_letter_stream)
+        xadd.arg(&self.cfg.names.dead_letter_stream)
             .arg("*")
             .arg(dead_letter::ORDER_ID)
             .arg(order_id)
@@ -219,12 +221,12 @@ impl OrdersStream {
     pub async fn ack_final(&self, stream_id: &str, order_id: Uuid) -> Result<()> {
         let _: () = redis::pipe()
             .cmd("XACK")
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg(stream_id)
             .ignore()
             .cmd("PUBLISH")
-            .arg(final_channel(&self.cfg.orders_stream))
+            .arg(final_channel(&self.cfg.names.orders_stream))
             .arg(order_id.to_string())
             .ignore()
             .query_async(&mut *self.conn().await?)
@@ -235,7 +237,7 @@ impl OrdersStream {
 
     pub async fn ack(&self, stream_id: &str) -> Result<()> {
         let mut xack = redis::cmd("XACK");
-        xack.arg(&self.cfg.orders_stream)
+        xack.arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg(stream_id);
         let _: i64 = self.query(&xack, "XACK").await?;
@@ -246,13 +248,13 @@ impl OrdersStream {
     /// oldest pending entry, or before the last delivered one when nothing is pending.
     pub async fn trim(&self) -> Result<()> {
         let mut xinfo = redis::cmd("XINFO");
-        xinfo.arg("GROUPS").arg(&self.cfg.orders_stream);
+        xinfo.arg("GROUPS").arg(&self.cfg.names.orders_stream);
         let groups: StreamInfoGroupsReply = self.query(&xinfo, "XINFO GROUPS").await?;
         let mut keep_from: Option<(u64, u64)> = None;
         for group in &groups.groups {
             let oldest_needed = if group.pending > 0 {
                 let mut xpending = redis::cmd("XPENDING");
-                xpending.arg(&self.cfg.orders_stream).arg(&group.name);
+                xpending.arg(&self.cfg.names.orders_stream).arg(&group.name);
                 match self.query(&xpending, "XPENDING summary").await? {
                     StreamPendingReply::Data(d) => d.start_id,
                     _ => group.last_delivered_id.clone(),
@@ -270,7 +272,7 @@ impl OrdersStream {
         };
         let mut xtrim = redis::cmd("XTRIM");
         xtrim
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg("MINID")
             .arg("~")
             .arg(format!("{ms}-{seq}"));
@@ -283,7 +285,7 @@ impl OrdersStream {
     pub async fn leave_group_if_idle(&self) -> Result<()> {
         let mut xpending = redis::cmd("XPENDING");
         xpending
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg("-")
             .arg("+")
@@ -297,7 +299,7 @@ impl OrdersStream {
         let mut delconsumer = redis::cmd("XGROUP");
         delconsumer
             .arg("DELCONSUMER")
-            .arg(&self.cfg.orders_stream)
+            .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg(&self.cfg.consumer);
         let _: i64 = self.query(&delconsumer, "XGROUP DELCONSUMER").await?;

@@ -1,5 +1,20 @@
 //! The names the order API (publisher) and the mediator (consumer) must agree on: the orders
-//! stream's entry, the dead-letter stream's entry, and the channel announcing final orders.
+//! streams' names (configuration both read), the orders stream's entry, the dead-letter stream's
+//! entry, and the channel announcing final orders.
+
+/// The streams' names, from the environment of both services: the order API publishes on the
+/// orders stream and shows the dead letters to operators, the mediator consumes the one and
+/// writes the other.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Streams {
+    /// The saga stream: the order API publishes new orders on it, the mediator consumes it.
+    #[arg(long, env, default_value = "orders")]
+    pub orders_stream: String,
+    /// Where an entry that keeps failing or is malformed is copied before its `XACK` (its order,
+    /// if any, compensated and failed).
+    #[arg(long, env, default_value = "orders.dead")]
+    pub dead_letter_stream: String,
+}
 
 /// The orders stream entry's one field: the order's id.
 pub const FIELD: &str = "order_id";

@@ -1,15 +1,20 @@
 //! The operators' API, `/api/admin/...`, for tokens with the `admin` role only (auth's
 //! `ADMIN_USERS`; anyone else gets 403 `admin_only`): every user's orders, filtered by status,
-//! one order with its saga log, and the figures of the last minute. The operations console reads
-//! it; customers' routes stay in `crate::routes`.
+//! one order with its saga log, the figures of the last minute, and the newest dead letters. The
+//! operations console reads it; customers' routes stay in `crate::routes`.
 
 use crate::{
     error::OrderError,
     routes::{OrderView, SagaView},
     startup::AppState,
 };
+use anyhow::Context;
 use axum::{Json, Router, extract::State, routing::get};
-use order_store::db::{self, Status};
+use order_store::{
+    db::{self, Status},
+    stream::dead_letter,
+};
+use redis::streams::{StreamId, StreamRangeReply};
 use serde::{Deserialize, Serialize};
 use shop_common::{
     ApiError,
@@ -30,12 +35,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/orders", get(orders))
         .route("/api/admin/orders/{id}", get(order))
         .route("/api/admin/stats", get(stats))
+        .route("/api/admin/dead-letters", get(dead_letters))
 }
 
 #[derive(Deserialize)]
 struct OrdersQuery {
     status: Option<Status>,
     limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+/// `?limit=`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+fn checked_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
 }
 
 /// An order as an operator sees it: whose it is, then what its customer sees.
@@ -61,13 +84,7 @@ async fn orders(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<OrdersQuery>,
 ) -> Result<Json<Vec<AdminOrderView>>, ApiError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_field(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = checked_limit(query.limit)?;
     let orders = db::list_orders(&state.pool, query.status, limit).await?;
     Ok(Json(
         orders
@@ -127,4 +144,70 @@ async fn stats(_: AdminUser, State(state): State<AppState>) -> Result<Json<Stats
             ]),
         },
     }))
+}
+
+/// A dead-letter entry: an orders-stream entry the mediator gave up on (see
+/// `order_store::stream::dead_letter`).
+#[derive(Serialize)]
+struct DeadLetter {
+    /// The dead-letter stream's entry id.
+    entry: String,
+    /// When it was dead-lettered (the entry id's milliseconds), RFC 3339.
+    at: Option<String>,
+    /// Null when the entry carried no valid order id.
+    order_id: Option<String>,
+    /// The orders-stream entry it came from.
+    stream_id: Option<String>,
+    reason: Option<String>,
+    /// That entry's fields, as JSON text.
+    payload: Option<String>,
+}
+
+impl From<StreamId> for DeadLetter {
+    fn from(entry: StreamId) -> Self {
+        let field = |name: &str| entry.get::<String>(name).filter(|value| !value.is_empty());
+        let at = entry
+            .id
+            .split_once('-')
+            .and_then(|(ms, _)| ms.parse::<i128>().ok())
+            .and_then(|ms| time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        Self {
+            at,
+            order_id: field(dead_letter::ORDER_ID),
+            stream_id: field(dead_letter::STREAM_ID),
+            reason: field(dead_letter::REASON),
+            payload: field(dead_letter::PAYLOAD),
+            entry: entry.id,
+        }
+    }
+}
+
+/// `GET /api/admin/dead-letters?limit=`: the newest first. Read from Redis, so a Redis outage is
+/// a 503 here (and only here).
+async fn dead_letters(
+    _: AdminUser,
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<LimitQuery>,
+) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+    let limit = checked_limit(query.limit)?;
+    let mut conn = state
+        .outbox
+        .redis()
+        .get()
+        .await
+        .context("taking a Redis connection")?;
+    let newest: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(state.dead_letter_stream.as_ref())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(limit)
+        .query_async(&mut *conn)
+        .await
+        .context("reading the dead-letter stream")?;
+    Ok(Json(newest.ids.into_iter().map(DeadLetter::from).collect()))
 }

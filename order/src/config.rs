@@ -1,6 +1,7 @@
 //! order's configuration, from the environment (`order --help` lists it).
 
 use clap::Parser;
+use order_store::stream::Streams;
 use shop_common::config::{self, JwtSecretConfig, SecretString, ServerConfig};
 use std::time::Duration;
 
@@ -14,9 +15,8 @@ pub struct Config {
     /// The Redis of the saga stream, e.g. `redis://127.0.0.1:56379`.
     #[arg(long, env, hide_env_values = true)]
     pub redis_url: SecretString,
-    /// The saga stream: the order API publishes new orders on it, the mediator consumes it.
-    #[arg(long, env, default_value = "orders")]
-    pub orders_stream: String,
+    #[command(flatten)]
+    pub streams: Streams,
     /// How long an order may stay unpublished before the sweep publishes it again (s).
     #[arg(long = "republish-after-secs", env = "REPUBLISH_AFTER_SECS", default_value = "5", value_parser = config::secs)]
     pub republish_after: Duration,

@@ -4,7 +4,7 @@ use crate::{
     admin,
     config::Config,
     outbox::{self, Outbox},
-    routes,
+    pages, routes,
     signals::FinalSignals,
 };
 use anyhow::Result;
@@ -31,6 +31,8 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub outbox: Outbox,
     pub signals: Arc<FinalSignals>,
+    /// Shown to operators (`/api/admin/dead-letters`); the mediator writes it.
+    pub dead_letter_stream: Arc<str>,
 }
 
 /// The router, and the tasks behind it: the flusher (ends when the router is dropped) and the
@@ -44,18 +46,20 @@ fn build(
     let signals = Arc::<FinalSignals>::default();
     let listener = tokio::spawn(signals.clone().listen(
         config.redis_url.clone(),
-        final_channel(&config.orders_stream),
+        final_channel(&config.streams.orders_stream),
         stop,
     ));
-    let (outbox, flusher) = Outbox::new(pool.clone(), redis, &config.orders_stream);
+    let (outbox, flusher) = Outbox::new(pool.clone(), redis, &config.streams.orders_stream);
     let state = AppState {
         pool: pool.clone(),
         jwt: JwtKeys::new(&config.jwt_secret),
         outbox,
         signals,
+        dead_letter_stream: config.streams.dead_letter_stream.as_str().into(),
     };
     let api = routes::public()
         .merge(admin::router())
+        .merge(pages::router())
         .with_state(state.clone());
     let long_polls = LongPolls {
         routes: routes::long_polls().with_state(state),
@@ -78,7 +82,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown)
     let sweeper = tokio::spawn(outbox::run_sweeper(
         pool.clone(),
         redis.clone(),
-        config.orders_stream.clone(),
+        config.streams.orders_stream.clone(),
         outbox::SweepAfter {
             unpublished: config.republish_after,
             stale: config.republish_stale_after,

@@ -9,6 +9,7 @@
 //! | lint-deploy | `scripts/lint-deploy.sh` (the linters come from PyPI)                         |
 //! | e2e         | the whole stack, as `make run` starts it, under `.state/e2e` on the 18xxx ports; a smoke test through its gateway |
 //! | newman      | `scripts/newman.sh` against that stack's gateway                             |
+//! | browser     | `scripts/browser.sh`: the shop page and the console walked in headless Chromium (browser/journey.mjs) against that stack |
 //! | chaos       | [`chaos`] `--short`: faults under load, then the audit                       |
 //!
 //! `scripts/test.sh` installs the packages and builds the tests and binaries (the binaries the
@@ -49,19 +50,28 @@ pub enum Step {
     LintDeploy,
     E2e,
     Newman,
+    Browser,
     Chaos,
 }
 
 impl Step {
-    const ALL: [Step; 7] = [
+    const ALL: [Step; 8] = [
         Step::Fmt,
         Step::Clippy,
         Step::Nextest,
         Step::LintDeploy,
         Step::E2e,
         Step::Newman,
+        Step::Browser,
         Step::Chaos,
     ];
+
+    /// The last of the steps that run against the e2e stack: it is stopped after this one.
+    const LAST_ON_E2E: Step = Step::Browser;
+
+    fn needs_e2e(self) -> bool {
+        matches!(self, Step::Newman | Step::Browser)
+    }
 
     fn name(self) -> String {
         self.to_possible_value()
@@ -129,7 +139,7 @@ pub async fn test(args: TestArgs) -> Result<i32> {
     for step in Step::ALL {
         let why_skipped = if skip.contains(&step) {
             Some("TEST_SKIP")
-        } else if step == Step::Newman && run.e2e.is_none() {
+        } else if step.needs_e2e() && run.e2e.is_none() {
             Some("no e2e stack")
         } else {
             None
@@ -154,7 +164,7 @@ pub async fn test(args: TestArgs) -> Result<i32> {
             break;
         }
         report.end(step, true);
-        if step == Step::Newman {
+        if step == Step::LAST_ON_E2E {
             run.stop_e2e().await;
         }
     }
@@ -200,7 +210,11 @@ pub async fn chaos(args: ChaosArgs) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
-/// What the steps share: the e2e stack lives from its step to the end of newman's.
+/// The e2e stack's operator (its `ADMIN_USERS`), whom the browser step signs up and logs in to the
+/// console.
+const E2E_OPERATOR: &str = "operator";
+
+/// What the steps share: the e2e stack lives from its step to the end of the browser's.
 struct TestRun {
     profile: Profile,
     /// The e2e stack's state directory and gateway, while it runs.
@@ -257,6 +271,17 @@ impl TestRun {
                 )
                 .await
             }
+            Step::Browser => {
+                let (_, base_url) = self.e2e.as_ref().context("no e2e stack")?;
+                succeed(
+                    "scripts/browser.sh",
+                    Command::new("bash")
+                        .arg(repo_root().join("scripts/browser.sh"))
+                        .env("BASE_URL", base_url)
+                        .env("ADMIN_USER", E2E_OPERATOR),
+                )
+                .await
+            }
             Step::Chaos => {
                 let code = chaos(ChaosArgs {
                     bin_dir: Some(self.bin_dir().await?),
@@ -285,7 +310,8 @@ impl TestRun {
     async fn start_e2e(&self) -> Result<(PathBuf, String)> {
         let state = repo_root().join(".state/e2e");
         let bin_dir = self.bin_dir().await?;
-        let env = local::start_in_background(&bin_dir, &state, 18_000, &[]).await?;
+        let operators = [("ADMIN_USERS", E2E_OPERATOR.to_owned())];
+        let env = local::start_in_background(&bin_dir, &state, 18_000, &operators).await?;
         let base_url = env
             .get("BASE_URL")
             .context("the e2e stack's env has no BASE_URL")?

@@ -3,7 +3,7 @@
 //!
 //! [`Routes::from_manifest`] reads every `kind: Ingress` of the manifest and refuses what the
 //! gateway could not mirror or what must never be public:
-//! - a path under `/internal`, `/health` or `/metrics` (or one covering them, such as `/`), a
+//! - a path under `/internal`, `/health` or `/metrics` (or a `Prefix` covering them, such as `/`), a
 //!   `defaultBackend`, a backend that is not a Service of the manifest with that port;
 //! - a `pathType` other than `Prefix` or `Exact` (`ImplementationSpecific` may be a regex), the same
 //!   path routed twice, characters in a path that nginx would read as syntax;
@@ -286,7 +286,7 @@ impl Routes {
             let path = &route.path;
             let _ = writeln!(out, "location = {path} {{ {directives} }}");
             if route.path_type == PathType::Prefix {
-                // `/` itself is refused (it covers /internal), so `{path}/` is never `//`.
+                // A `/` prefix is refused (it covers /internal), so `{path}/` is never `//`.
                 let _ = writeln!(out, "location {path}/ {{ {directives} }}");
             }
         }
@@ -351,10 +351,11 @@ fn route(ingress: &str, p: &HttpPath, services: &BTreeMap<&str, &ServiceSpec>) -
         trimmed => trimmed.to_string(),
     };
     for never in NEVER_PUBLIC {
-        ensure!(
-            !covers(&path, never) && !covers(never, &path),
-            "path {raw} would make {never} public"
-        );
+        let exposed = match path_type {
+            PathType::Prefix => covers(&path, never) || covers(never, &path),
+            PathType::Exact => covers(never, &path),
+        };
+        ensure!(!exposed, "path {raw} would make {never} public");
     }
     let backend = p
         .backend

@@ -17,7 +17,10 @@ use mediator::{
     executor::Executor,
     participants::Participants,
 };
-use order_store::db::{self, Inserted, NewOrder, Status};
+use order_store::{
+    db::{self, Inserted, NewOrder, Status},
+    stream::Streams,
+};
 use redis::streams::{StreamPendingReply, StreamRangeReply};
 use shop_common::{
     config::DatabaseConfig,
@@ -147,8 +150,10 @@ impl World {
             redis_url: testing::redis_url(),
             internal_token: testing::internal_token(),
             stream: StreamConfig {
-                orders_stream: self.stream.clone(),
-                dead_letter_stream: self.dead_letter_stream(),
+                names: Streams {
+                    orders_stream: self.stream.clone(),
+                    dead_letter_stream: self.dead_letter_stream(),
+                },
                 group: GROUP.to_owned(),
                 consumer: consumer.to_owned(),
                 concurrency: 16,

@@ -1,11 +1,15 @@
 //! The operators' API: every user's orders with a status filter, any order with its saga log, the
-//! last minute's figures — for the `admin` role only (403 `admin_only` for a customer's token).
+//! last minute's figures, the dead letters — for the `admin` role only (403 `admin_only` for a
+//! customer's token).
 
-use crate::spawn_app;
+use crate::{REDIS_DOWN, spawn_app, spawn_app_with};
 use order_store::db::{self, Status};
 use reqwest::StatusCode;
 use serde_json::Value as Json;
-use shop_common::testing;
+use shop_common::{
+    config::SecretString,
+    testing::{self, outage::expect_unavailable},
+};
 
 impl crate::App {
     /// `GET <path>` with `token`: (status, body).
@@ -21,9 +25,10 @@ impl crate::App {
     }
 }
 
-const PATHS: [&str; 3] = [
+const PATHS: [&str; 4] = [
     "/api/admin/orders",
     "/api/admin/stats",
+    "/api/admin/dead-letters",
     "/api/admin/orders/",
 ];
 
@@ -144,4 +149,76 @@ async fn the_stats_count_every_status_and_the_last_minutes_finished_orders() {
         "{stats}"
     );
     assert!(recent["sagas_per_s"].as_f64().unwrap() > 0.0, "{stats}");
+}
+
+#[tokio::test]
+async fn an_operator_reads_the_dead_letters_newest_first() {
+    let app = spawn_app().await;
+    let admin = testing::admin_token("operator");
+    let (status, none) = app.get_with(&admin, "/api/admin/dead-letters").await;
+    assert_eq!((status, none), (StatusCode::OK, serde_json::json!([])));
+
+    let dead = format!("{}.dead", app.stream);
+    let order = uuid::Uuid::now_v7().to_string();
+    let mut redis = app.redis.get().await.unwrap();
+    for (order_id, reason) in [
+        ("", "malformed entry: no valid order_id"),
+        (order.as_str(), "delivered 11 times"),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg(&dead)
+            .arg("*")
+            .arg(&[
+                ("order_id", order_id),
+                ("stream_id", "1-0"),
+                ("reason", reason),
+                ("payload", "{}"),
+            ])
+            .query_async(&mut *redis)
+            .await
+            .unwrap();
+    }
+    let (status, letters) = app.get_with(&admin, "/api/admin/dead-letters").await;
+    assert_eq!(status, StatusCode::OK);
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert_eq!(letters[0]["order_id"], order.as_str());
+    assert_eq!(letters[0]["reason"], "delivered 11 times");
+    assert_eq!(letters[0]["stream_id"], "1-0");
+    assert!(
+        letters[0]["at"].as_str().unwrap().contains('T'),
+        "{letters:?}"
+    );
+    assert_eq!(
+        letters[1]["order_id"],
+        Json::Null,
+        "an empty order id is none"
+    );
+
+    let (_, newest) = app
+        .get_with(&admin, "/api/admin/dead-letters?limit=1")
+        .await;
+    assert_eq!(newest.as_array().unwrap().len(), 1);
+    assert_eq!(newest[0]["entry"], letters[0]["entry"]);
+    let (status, refused) = app
+        .get_with(&admin, "/api/admin/dead-letters?limit=0")
+        .await;
+    assert_eq!(
+        (status, &refused["field"]),
+        (StatusCode::BAD_REQUEST, &Json::from("limit"))
+    );
+}
+
+#[tokio::test]
+async fn with_redis_down_the_dead_letters_are_503_with_retry_after() {
+    let app = spawn_app_with(
+        testing::fresh_database().await,
+        SecretString::from(REDIS_DOWN),
+    )
+    .await;
+    let request = app
+        .http
+        .get(format!("{}/api/admin/dead-letters", app.base))
+        .bearer_auth(testing::admin_token("operator"));
+    expect_unavailable(request).await;
 }

@@ -14,10 +14,14 @@ mod cancel;
 mod orders;
 mod outages;
 mod outbox;
+mod pages;
 mod startup;
 
 use order::Config;
-use order_store::db::{self, Status};
+use order_store::{
+    db::{self, Status},
+    stream::Streams,
+};
 use reqwest::{Client, Response};
 use serde_json::{Value as Json, json};
 use shop_common::config::ExposeSecret;
@@ -68,7 +72,10 @@ pub async fn spawn_app_with(database: DatabaseConfig, redis_url: SecretString) -
         server: testing::server(database.clone()),
         jwt_secret: testing::jwt_secret(),
         redis_url,
-        orders_stream: stream.clone(),
+        streams: Streams {
+            orders_stream: stream.clone(),
+            dead_letter_stream: format!("{stream}.dead"),
+        },
         republish_after: Duration::from_secs(5),
         republish_stale_after: Duration::from_secs(300),
     };

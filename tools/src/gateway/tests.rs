@@ -157,6 +157,9 @@ fn refuses_routes_that_would_make_internal_health_or_metrics_public() {
     );
     // Element-wise, like Kubernetes: a public path that merely starts with the same letters is fine.
     Routes::from_manifest(&manifest("a", "{}", &[("/internals", "Prefix", "auth")])).unwrap();
+    // `/` as Exact is the home page alone: it covers nothing.
+    let home = Routes::from_manifest(&manifest("a", "{}", &[("/", "Exact", "auth")])).unwrap();
+    assert_eq!(home.routes[0].path, "/");
 }
 
 #[test]
