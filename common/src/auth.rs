@@ -139,10 +139,11 @@ pub struct AdminUser {
     pub username: String,
 }
 
-impl<S> FromRequestParts<S> for AdminUser
+// Bound on `AuthUser`, not on what it needs from the state: an operator is an `AuthUser` with
+// the `admin` role, wherever an `AuthUser` can be extracted.
+impl<S: Send + Sync> FromRequestParts<S> for AdminUser
 where
-    JwtKeys: FromRef<S>,
-    S: Send + Sync,
+    AuthUser: FromRequestParts<S, Rejection = ApiError>,
 {
     type Rejection = ApiError;
 
