@@ -53,7 +53,6 @@ use crate::{
     internal,
     json::ApiJson,
     json::ApiPath,
-    shutdown::Shutdown,
 };
 use anyhow::{Context, Result};
 use axum::{
@@ -65,8 +64,11 @@ use axum::{
     routing::put,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row, postgres::PgRow};
-use tokio::net::TcpListener;
+use sqlx::{
+    PgPool, Postgres, Row,
+    postgres::{PgArguments, PgRow},
+    query::Query,
+};
 use uuid::Uuid;
 
 /// How one participant maps onto the shared design: its route, and the resource table and refusal
@@ -237,19 +239,26 @@ pub fn participant_app(
     http::app(service, api, Readiness::database(pool), &config.http)
 }
 
-/// Serves a participant whose own routes only read its database (items, slots) until `shutdown`:
-/// `api` on `pool`, and the ledger of `spec`.
-pub async fn serve(
-    listener: TcpListener,
+/// A participant's seeding: one statement inserting the resources that are missing, each with what
+/// the configuration starts it with. Rows already there are left alone, so that a restart never
+/// resets what the saga holds.
+pub type Seed = Query<'static, Postgres, PgArguments>;
+
+/// The whole app of a participant whose own routes only read its database (items, slots): its
+/// database reached, migrated and seeded, then `api` on it and the ledger of `spec`.
+pub async fn seeded_app(
     service: &'static str,
-    api: Router<PgPool>,
-    pool: PgPool,
     spec: &'static LedgerSpec,
+    api: Router<PgPool>,
+    seed: Seed,
     config: &ParticipantConfig,
-    shutdown: impl Shutdown,
-) -> Result<()> {
-    let app = participant_app(service, api.with_state(pool.clone()), pool, spec, config);
-    http::serve(listener, app, shutdown).await
+) -> Result<Router> {
+    let pool = spec.connect(config).await?;
+    seed.execute(&pool)
+        .await
+        .with_context(|| format!("seeding {}", spec.resources.table))?;
+    let api = api.with_state(pool.clone());
+    Ok(participant_app(service, api, pool, spec, config))
 }
 
 pub fn router(ledger: Ledger, token: internal::InternalToken) -> Router {

@@ -1,9 +1,31 @@
-//! All of items' own SQL: seeding and reading the catalog (the reservation ledger's SQL is the shared
-//! one in `shop_common::ledger`).
+//! All of items' own SQL: its tables and the reservation ledger's mapping onto them
+//! ([`RESERVATIONS`]; the ledger's SQL itself is the shared one in `shop_common::ledger`), seeding
+//! and reading the catalog.
 
-use anyhow::{Context, Result};
-use shop_common::domain::Money;
+use anyhow::Result;
+use shop_common::{
+    domain::Money,
+    ledger::{KeyType, LedgerSpec, OwnTables, Resources, Seed},
+};
 use sqlx::PgPool;
+
+/// The stock step of the saga: reserve = hold `quantity` units of the item `resource` ("3").
+pub static RESERVATIONS: LedgerSpec = LedgerSpec {
+    route: "reservations",
+    unknown_code: "item_unavailable",
+    // Anything else would make Postgres' `::bigint` cast fail; it is simply not an item.
+    valid_key: |key| key.parse::<i64>().is_ok_and(|id| id > 0),
+    resources: Resources {
+        table: "items",
+        key: "id",
+        key_type: KeyType::Bigint,
+        available: "stock",
+        exhausted_code: "item_unavailable",
+        summary: "items.stock by item id",
+        holds_meaning: "resource = item id as\n-- text, quantity = units reserved.",
+    },
+    tables: OwnTables::new("items", include_str!("tables.sql")),
+};
 
 /// The catalog every fresh database starts with: (id, name, price in cents).
 const CATALOG: [(i64, &str, i64); 10] = [
@@ -30,9 +52,9 @@ pub struct Item {
     pub stock: i64,
 }
 
-/// Inserts the catalog rows that are missing; existing rows (and their stock) are left alone, so a
-/// restart never resets what the saga has reserved.
-pub async fn seed(pool: &PgPool, stock: i64) -> Result<()> {
+/// The statement inserting the catalog rows that are missing, each with `stock`; existing rows (and
+/// their stock) are left alone, so a restart never resets what the saga has reserved.
+pub fn seed(stock: i64) -> Seed {
     let (ids, (names, prices)): (Vec<i64>, (Vec<&str>, Vec<i64>)) = CATALOG
         .iter()
         .map(|&(id, name, price)| (id, (name, price)))
@@ -47,10 +69,6 @@ pub async fn seed(pool: &PgPool, stock: i64) -> Result<()> {
     .bind(&names)
     .bind(&prices)
     .bind(stock)
-    .execute(pool)
-    .await
-    .context("seeding the catalog")?;
-    Ok(())
 }
 
 pub async fn list_items(pool: &PgPool) -> Result<Vec<Item>> {

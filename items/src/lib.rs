@@ -7,4 +7,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use startup::{RESERVATIONS, run};
+pub use db::RESERVATIONS;
+pub use startup::run;

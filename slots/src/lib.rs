@@ -7,4 +7,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use startup::{BOOKINGS, run};
+pub use db::BOOKINGS;
+pub use startup::run;
