@@ -1,9 +1,30 @@
-//! All of billing's own SQL (the charge ledger's SQL is the shared one in `shop_common::ledger`).
+//! All of billing's own SQL: its tables and the charge ledger's mapping onto them ([`CHARGES`]; the
+//! ledger's SQL itself is the shared one in `shop_common::ledger`), the accounts and their deposits.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use shop_common::domain::{Money, Username};
+use shop_common::{
+    domain::{Money, Username},
+    ledger::{KeyType, LedgerSpec, OwnTables, Resources},
+};
 use sqlx::PgPool;
+
+/// The money step of the saga: charge = hold `amount` cents of the user's wallet.
+pub static CHARGES: LedgerSpec = LedgerSpec {
+    route: "charges",
+    unknown_code: "account_not_found",
+    valid_key: |key| !key.is_empty(),
+    resources: Resources {
+        table: "accounts",
+        key: "username",
+        key_type: KeyType::Text,
+        available: "wallet",
+        exhausted_code: "insufficient_funds",
+        summary: "accounts.wallet by username, cents",
+        holds_meaning: "resource = username,\n-- quantity = amount charged in cents.",
+    },
+    tables: OwnTables::new("accounts", include_str!("tables.sql")),
+};
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Account {

@@ -8,4 +8,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use startup::{CHARGES, build_router, run};
+pub use db::CHARGES;
+pub use startup::{build_router, run};

@@ -1,6 +1,6 @@
 //! Wiring: state, the router (public + internal + ledger), and `run`.
 
-use crate::{config::Config, routes};
+use crate::{config::Config, db::CHARGES, routes};
 use anyhow::Result;
 use axum::{Router, extract::FromRef, middleware};
 use shop_common::{
@@ -8,28 +8,11 @@ use shop_common::{
     domain::Money,
     http,
     internal::{self, InternalToken},
-    ledger::{self, KeyType, LedgerSpec, OwnTables, Resources},
+    ledger,
     shutdown::Shutdown,
 };
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-
-/// The money step of the saga: charge = hold `amount` cents of the user's wallet.
-pub static CHARGES: LedgerSpec = LedgerSpec {
-    route: "charges",
-    unknown_code: "account_not_found",
-    valid_key: |key| !key.is_empty(),
-    resources: Resources {
-        table: "accounts",
-        key: "username",
-        key_type: KeyType::Text,
-        available: "wallet",
-        exhausted_code: "insufficient_funds",
-        summary: "accounts.wallet by username, cents",
-        holds_meaning: "resource = username,\n-- quantity = amount charged in cents.",
-    },
-    tables: OwnTables::new("accounts", include_str!("tables.sql")),
-};
 
 #[derive(Clone, FromRef)]
 pub struct AppState {
