@@ -26,6 +26,7 @@ pub static CHARGES: LedgerSpec = LedgerSpec {
     tables: OwnTables::new("accounts", include_str!("tables.sql")),
 };
 
+/// An account, as the database holds it and the account API shows it.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Account {
     pub username: String,

@@ -2,7 +2,7 @@
 //! ledger's endpoints come from `shop_common::ledger`.
 
 use crate::{
-    db::{self, Deposit},
+    db::{self, Account, Deposit},
     error::BillingError,
     startup::AppState,
 };
@@ -12,7 +12,7 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use shop_common::{
     ApiError,
     auth::AuthUser,
@@ -31,23 +31,6 @@ pub fn internal() -> Router<AppState> {
     Router::new().route("/internal/accounts", post(create_account))
 }
 
-#[derive(Serialize)]
-struct AccountView {
-    username: String,
-    email: String,
-    wallet: Money,
-}
-
-impl From<db::Account> for AccountView {
-    fn from(a: db::Account) -> Self {
-        Self {
-            username: a.username,
-            email: a.email,
-            wallet: a.wallet,
-        }
-    }
-}
-
 fn ensure_own(user: &AuthUser, username: &str) -> Result<(), BillingError> {
     if user.username == username {
         Ok(())
@@ -60,12 +43,12 @@ async fn show_account(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(username): ApiPath<String>,
-) -> Result<Json<AccountView>, ApiError> {
+) -> Result<Json<Account>, ApiError> {
     ensure_own(&user, &username)?;
     let account = db::find_account(&state.pool, &username)
         .await?
         .ok_or(BillingError::UnknownAccount(username))?;
-    Ok(Json(account.into()))
+    Ok(Json(account))
 }
 
 #[derive(Deserialize)]
@@ -79,10 +62,10 @@ async fn deposit(
     ApiPath(username): ApiPath<String>,
     key: IdempotencyKey,
     ApiJson(req): ApiJson<DepositRequest>,
-) -> Result<Json<AccountView>, ApiError> {
+) -> Result<Json<Account>, ApiError> {
     ensure_own(&user, &username)?;
     match db::deposit(&state.pool, &username, req.amount, key.as_deref()).await? {
-        Deposit::Applied(a) | Deposit::Replayed(a) => Ok(Json(a.into())),
+        Deposit::Applied(a) | Deposit::Replayed(a) => Ok(Json(a)),
         Deposit::KeyReused => Err(BillingError::IdempotencyKeyReused.into()),
         Deposit::UnknownAccount => Err(BillingError::UnknownAccount(username).into()),
     }
@@ -97,7 +80,7 @@ struct NewAccount {
 async fn create_account(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NewAccount>,
-) -> Result<(StatusCode, Json<AccountView>), ApiError> {
+) -> Result<(StatusCode, Json<Account>), ApiError> {
     let (account, created) =
         db::create_account(&state.pool, &req.username, &req.email, state.initial_wallet).await?;
     let status = if created {
@@ -105,5 +88,5 @@ async fn create_account(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(account.into())))
+    Ok((status, Json(account)))
 }
