@@ -21,12 +21,6 @@ pub fn public() -> Router<AppState> {
         .route("/api/token/refresh", post(refresh))
 }
 
-#[derive(Serialize)]
-struct UserView {
-    username: String,
-    email: String,
-}
-
 /// Creates the user and, before answering, their billing account — in that order inside one
 /// database transaction: if billing fails the user row is rolled back, so no user is ever left
 /// without an account. (Billing's account creation is idempotent by username, so a retried
@@ -65,6 +59,12 @@ async fn sign_up(
             email: user.email.as_str().to_owned(),
         }),
     ))
+}
+
+#[derive(Serialize)]
+struct UserView {
+    username: String,
+    email: String,
 }
 
 #[derive(Deserialize)]
