@@ -4,21 +4,21 @@ use shop_common::{ApiError, idempotency};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
+    #[error("this Idempotency-Key was already used for a different deposit")]
+    IdempotencyKeyReused,
     #[error("you may only see or change your own account")]
     NotYourAccount,
     #[error("no account for {0}")]
     UnknownAccount(String),
-    #[error("this Idempotency-Key was already used for a different deposit")]
-    IdempotencyKeyReused,
 }
 
 impl From<BillingError> for ApiError {
     fn from(e: BillingError) -> Self {
         let detail = e.to_string();
         match e {
+            BillingError::IdempotencyKeyReused => idempotency::key_reused(detail),
             BillingError::NotYourAccount => ApiError::forbidden("forbidden", detail),
             BillingError::UnknownAccount(_) => ApiError::not_found("account_not_found", detail),
-            BillingError::IdempotencyKeyReused => idempotency::key_reused(detail),
         }
     }
 }
