@@ -225,6 +225,12 @@ impl Participant for Listed {
 // ---- contract checks ---------------------------------------------------------------------------
 // Each runs on a freshly started participant and expects `resource` to be untouched so far.
 
+/// Where a check of one order starts: the ledger, what `resource` has left, and an order the
+/// ledger has never seen.
+async fn new_order<'p>(p: &'p impl Participant, resource: &str) -> (&'p LedgerClient, i64, Uuid) {
+    (p.ledger(), p.available(resource).await, Uuid::new_v4())
+}
+
 /// With the participant's database down (`link` cut), its ledger and a `public` request of its
 /// own API answer 503 `unavailable` with `Retry-After`, never 500; nothing is half-done, so once the
 /// database is back the retried action is granted and takes `quantity` once.
@@ -235,8 +241,7 @@ pub async fn a_database_outage_is_503_until_it_is_back(
     resource: &str,
     quantity: i64,
 ) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     link.cut().await;
     // Concurrently: each waits out the pool's acquire timeout.
     tokio::join!(
@@ -252,8 +257,7 @@ pub async fn a_database_outage_is_503_until_it_is_back(
 
 /// A repeated action is answered with the recorded grant and takes `quantity` once.
 pub async fn repeated_hold_takes_once(p: &impl Participant, resource: &str, quantity: i64) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     let grant = granted(order, resource, quantity);
     assert_eq!(ledger.hold(order, resource, quantity).await, grant);
     assert_eq!(ledger.hold(order, resource, quantity).await, grant);
@@ -264,8 +268,7 @@ pub async fn repeated_hold_takes_once(p: &impl Participant, resource: &str, quan
 /// A repeated compensation gives back once and answers the same; a late duplicate of the action
 /// is refused and must not take the resource again.
 pub async fn repeated_release_gives_back_once(p: &impl Participant, resource: &str, quantity: i64) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     assert_eq!(ledger.hold(order, resource, quantity).await.0, 200);
     let released =
         json!({"order_id": order, "state": "released", "resource": resource, "quantity": quantity});
@@ -288,8 +291,7 @@ pub async fn a_replay_with_other_terms_is_refused(
     other_resource: &str,
     quantity: i64,
 ) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     let grant = granted(order, resource, quantity);
     assert_eq!(ledger.hold(order, resource, quantity).await, grant);
     for (r, q) in [
@@ -319,8 +321,7 @@ pub async fn release_before_hold_leaves_a_tombstone(
     resource: &str,
     quantity: i64,
 ) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     let (status, body) = ledger.release(order).await;
     assert_eq!((status, &body["state"]), (200, &json!("cancelled")));
     let late = ledger.hold(order, resource, quantity).await;
@@ -354,8 +355,7 @@ pub async fn twenty_orders_race_for_the_last(p: &impl Participant, resource: &st
 
 /// The same action sent ten times at once is granted to all of them and takes `quantity` once.
 pub async fn the_same_hold_at_once_takes_once(p: &impl Participant, resource: &str, quantity: i64) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     let answers = join_all((0..10).map(|_| ledger.hold(order, resource, quantity))).await;
     for a in answers {
         assert_eq!(a, granted(order, resource, quantity));
@@ -370,8 +370,7 @@ pub async fn the_same_release_at_once_gives_back_once(
     resource: &str,
     quantity: i64,
 ) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     assert_eq!(ledger.hold(order, resource, quantity).await.0, 200);
     let answers = join_all((0..10).map(|_| ledger.release(order))).await;
     for a in answers {
@@ -482,8 +481,7 @@ pub async fn an_unknown_order_is_not_found(p: &impl Participant) {
 
 /// Every ledger method refuses a missing (401) or wrong (403) internal token, and changes nothing.
 pub async fn the_ledger_requires_the_internal_token(p: &impl Participant, resource: &str) {
-    let (ledger, before) = (p.ledger(), p.available(resource).await);
-    let order = Uuid::new_v4();
+    let (ledger, before, order) = new_order(p, resource).await;
     let body = json!({"resource": resource, "quantity": 1});
     for token in [None, Some("wrong-token-0123456789")] {
         for method in [Method::PUT, Method::DELETE, Method::GET] {
