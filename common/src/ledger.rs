@@ -223,7 +223,6 @@ pub struct HoldRequest {
     pub quantity: i64,
 }
 
-/// `PUT|DELETE|GET /internal/<route>/{order_id}`, behind the internal-token guard.
 /// A saga participant's whole HTTP app: its own routes (`api`, state applied), the ledger of
 /// `spec` under `/internal/`, and the shared layers and health endpoints (ready: its database
 /// answers).
@@ -261,6 +260,7 @@ pub async fn seeded_app(
     Ok(participant_app(service, api, pool, spec, config))
 }
 
+/// `PUT|DELETE|GET /internal/<route>/{order_id}`, behind the internal-token guard.
 pub fn router(ledger: Ledger, token: internal::InternalToken) -> Router {
     let path = format!("/internal/{}/{{order_id}}", ledger.spec.route);
     Router::new()
