@@ -53,10 +53,14 @@ impl TryFrom<String> for Password {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"username": "alice", "password": "secret-pass-1", "email": "alice@example.com"}))]
 pub struct NewUser {
     pub username: Username,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     pub password: Password,
+    #[schema(value_type = String, format = Email, max_length = 254, example = "alice@example.com")]
     pub email: Email,
 }
 

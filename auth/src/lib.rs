@@ -11,4 +11,4 @@ mod startup;
 
 pub use config::Config;
 pub use password::PasswordConfig;
-pub use startup::{MIGRATOR, build_router, run};
+pub use startup::{MIGRATOR, build_router, openapi, run};

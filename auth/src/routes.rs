@@ -3,28 +3,49 @@
 use crate::{db, domain::NewUser, error::AuthError, startup::AppState};
 use anyhow::Context;
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{HeaderMap, StatusCode},
-    routing::post,
 };
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shop_common::config::ExposeSecret;
-use shop_common::{ApiError, auth::TokenKind, client::REQUEST_ID_HEADER, json::ApiJson};
+use shop_common::{
+    ApiError,
+    auth::TokenKind,
+    client::REQUEST_ID_HEADER,
+    error::ErrorBody,
+    json::ApiJson,
+    openapi::{BodyRefusals, Unavailable},
+};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn public() -> Router<AppState> {
-    Router::new()
-        .route("/api/auth/users", post(sign_up))
-        .route("/api/token", post(token))
-        .route("/api/token/refresh", post(refresh))
+pub fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(sign_up))
+        .routes(routes!(token))
+        .routes(routes!(refresh))
 }
 
 /// Creates the user and, before answering, their billing account — in that order inside one
 /// database transaction: if billing fails the user row is rolled back, so no user is ever left
 /// without an account. (Billing's account creation is idempotent by username, so a retried
 /// sign-up after a lost commit finds the account already there.)
+#[utoipa::path(
+    post,
+    path = "/api/auth/users",
+    operation_id = "signUp",
+    tag = "users",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Signed up; the wallet starts with INITIAL_WALLET", body = UserView),
+        (status = 409, description = "`username_taken`", body = ErrorBody),
+        BodyRefusals,
+        Unavailable,
+    )
+)]
 async fn sign_up(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -61,24 +82,30 @@ async fn sign_up(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserView {
     username: String,
     email: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"username": "alice", "password": "secret-pass-1"}))]
 struct Credentials {
     username: String,
+    #[schema(format = Password)]
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Tokens {
+    /// For `Authorization: Bearer <access>`.
     access: String,
+    /// For `POST /api/token/refresh`; only `POST /api/token` issues one.
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh: Option<String>,
+    #[schema(example = "Bearer")]
     token_type: &'static str,
+    /// Seconds the access token is valid.
     expires_in: u64,
 }
 
@@ -100,6 +127,20 @@ impl Tokens {
     }
 }
 
+/// Logs in: an access token and a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/token",
+    operation_id = "logIn",
+    tag = "users",
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "OK", body = Tokens),
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+        BodyRefusals,
+        Unavailable,
+    )
+)]
 async fn token(
     State(state): State<AppState>,
     ApiJson(c): ApiJson<Credentials>,
@@ -115,11 +156,26 @@ async fn token(
     Ok(Json(Tokens::new(&state, &c.username, Some(refresh))?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
+    /// The `refresh` token of `POST /api/token`.
     refresh: String,
 }
 
+/// A new access token for a refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/token/refresh",
+    operation_id = "refreshToken",
+    tag = "users",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "OK", body = Tokens),
+        (status = 401, description = "An invalid or expired refresh token, or its user is gone", body = ErrorBody),
+        BodyRefusals,
+        Unavailable,
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RefreshRequest>,

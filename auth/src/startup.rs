@@ -48,10 +48,15 @@ pub fn build_router(pool: PgPool, config: &Config) -> Result<Router> {
     };
     Ok(http::app(
         "auth",
-        routes::public().with_state(state),
+        Router::from(routes::public()).with_state(state),
         Readiness::database(pool),
         &config.server.http,
     ))
+}
+
+/// auth's part of the public API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::public().into_openapi()
 }
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {

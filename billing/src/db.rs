@@ -27,7 +27,7 @@ pub static CHARGES: LedgerSpec = LedgerSpec {
 };
 
 /// An account, as the database holds it and the account API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Account {
     pub username: String,
     pub email: String,

@@ -9,4 +9,4 @@ mod startup;
 
 pub use config::Config;
 pub use db::CHARGES;
-pub use startup::{build_router, run};
+pub use startup::{build_router, openapi, run};

@@ -6,25 +6,24 @@ use crate::{
     error::BillingError,
     startup::AppState,
 };
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    routing::{get, post},
-};
+use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
 use shop_common::{
     ApiError,
     auth::AuthUser,
     domain::{Money, Username},
+    error::ErrorBody,
     idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath},
+    openapi::{BodyRefusals, CustomerRefusals},
 };
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn public() -> Router<AppState> {
-    Router::new()
-        .route("/api/accounts/{username}", get(show_account))
-        .route("/api/accounts/{username}/deposits", post(deposit))
+pub fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show_account))
+        .routes(routes!(deposit))
 }
 
 pub fn internal() -> Router<AppState> {
@@ -39,6 +38,21 @@ fn ensure_own(user: &AuthUser, username: &str) -> Result<(), BillingError> {
     }
 }
 
+/// The caller's own account: the wallet.
+#[utoipa::path(
+    get,
+    path = "/api/accounts/{username}",
+    operation_id = "getAccount",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(("username" = String, Path, description = "The caller's own username")),
+    responses(
+        (status = 200, description = "OK", body = Account),
+        (status = 403, description = "Someone else's account", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        CustomerRefusals,
+    )
+)]
 async fn show_account(
     State(state): State<AppState>,
     user: AuthUser,
@@ -51,11 +65,33 @@ async fn show_account(
     Ok(Json(account))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DepositRequest {
+    /// Added to the wallet.
     amount: Money,
 }
 
+/// Tops up the caller's wallet; with an `Idempotency-Key`, a retry applies once.
+#[utoipa::path(
+    post,
+    path = "/api/accounts/{username}/deposits",
+    operation_id = "deposit",
+    tag = "accounts",
+    security(("bearer" = [])),
+    params(
+        ("username" = String, Path, description = "The caller's own username"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key applies the deposit once"),
+    ),
+    request_body = DepositRequest,
+    responses(
+        (status = 200, description = "The account after the deposit", body = Account),
+        (status = 403, description = "Someone else's account", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used for a different deposit", body = ErrorBody),
+        BodyRefusals,
+        CustomerRefusals,
+    )
+)]
 async fn deposit(
     State(state): State<AppState>,
     user: AuthUser,

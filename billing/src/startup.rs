@@ -32,8 +32,15 @@ pub fn build_router(pool: PgPool, config: &Config) -> Router {
         token,
         internal::require_token,
     ));
-    let api = routes::public().merge(internal).with_state(state);
+    let api = Router::from(routes::public())
+        .merge(internal)
+        .with_state(state);
     ledger::participant_app("billing", api, pool, &CHARGES, &config.participant)
+}
+
+/// billing's part of the public API's OpenAPI document (its internal routes are not in it).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::public().into_openapi()
 }
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {

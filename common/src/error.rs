@@ -18,10 +18,16 @@ use std::{borrow::Cow, error::Error as StdError, fmt, io};
 /// for a pool to reconnect, short enough that a restarted database is used at once.
 pub const DEPENDENCY_RETRY_AFTER_SECS: u64 = 2;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// Every 4xx and 5xx answer's body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(example = json!({"error": "invalid_field", "detail": "must be a number greater than 0 with at most 2 decimals", "field": "amount"}))]
 pub struct ErrorBody {
+    /// A machine-readable code, e.g. `invalid_field`, `not_found`, `unavailable`.
+    #[schema(value_type = String)]
     pub error: Cow<'static, str>,
+    /// For people.
     pub detail: String,
+    /// The request field at fault, on a 400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }

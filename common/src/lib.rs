@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod internal;
 pub mod json;
 pub mod ledger;
+pub mod openapi;
 pub mod redis;
 pub mod service;
 pub mod shutdown;

@@ -42,7 +42,7 @@ const CATALOG: [(i64, &str, i64); 10] = [
 ];
 
 /// A catalog entry, as the database holds it and `GET /api/items` shows it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub id: i64,
     pub name: String,

@@ -8,4 +8,4 @@ mod startup;
 
 pub use config::Config;
 pub use db::RESERVATIONS;
-pub use startup::run;
+pub use startup::{openapi, run};

@@ -9,7 +9,7 @@ use crate::{
     startup::AppState,
 };
 use anyhow::Context;
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use order_store::{
     db::{self, Status},
     stream::dead_letter,
@@ -19,9 +19,13 @@ use serde::{Deserialize, Serialize};
 use shop_common::{
     ApiError,
     auth::AdminUser,
+    error::ErrorBody,
     json::{ApiPath, ApiQuery},
+    openapi::OperatorRefusals,
 };
 use std::{collections::BTreeMap, time::Duration};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// The window of [`stats`]' throughput and latency.
@@ -30,22 +34,30 @@ const RECENT: Duration = Duration::from_secs(60);
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/admin/orders", get(orders))
-        .route("/api/admin/orders/{id}", get(order))
-        .route("/api/admin/stats", get(stats))
-        .route("/api/admin/dead-letters", get(dead_letters))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(orders))
+        .routes(routes!(order))
+        .routes(routes!(stats))
+        .routes(routes!(dead_letters))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OrdersQuery {
+    /// Only orders of this status.
+    #[param(value_type = Option<String>, pattern = "^(pending|compensating|completed|failed|cancelling|cancelled)$")]
     status: Option<Status>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LimitQuery {
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -62,7 +74,7 @@ fn checked_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 }
 
 /// An order as an operator sees it: whose it is, then what its customer sees.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AdminOrderView {
     username: String,
     #[serde(flatten)]
@@ -78,7 +90,20 @@ impl AdminOrderView {
     }
 }
 
-/// `GET /api/admin/orders?status=&limit=`: newest first.
+/// Every user's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/admin/orders",
+    operation_id = "adminListOrders",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(OrdersQuery),
+    responses(
+        (status = 200, description = "OK", body = Vec<AdminOrderView>),
+        (status = 400, description = "A bad `status` or `limit`", body = ErrorBody),
+        OperatorRefusals,
+    )
+)]
 async fn orders(
     _: AdminUser,
     State(state): State<AppState>,
@@ -94,7 +119,21 @@ async fn orders(
     ))
 }
 
-/// `GET /api/admin/orders/{id}`: any user's order, with its saga log (the timeline).
+/// Any user's order, with its saga log (the timeline).
+#[utoipa::path(
+    get,
+    path = "/api/admin/orders/{id}",
+    operation_id = "adminGetOrder",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 200, description = "OK", body = AdminOrderView),
+        (status = 400, description = "A malformed id", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        OperatorRefusals,
+    )
+)]
 async fn order(
     _: AdminUser,
     State(state): State<AppState>,
@@ -106,14 +145,14 @@ async fn order(
     Ok(Json(AdminOrderView::new(order, Some(saga))))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Stats {
     /// Orders per status, every status listed.
     by_status: BTreeMap<&'static str, i64>,
     last_minute: LastMinute,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LastMinute {
     /// Orders that reached a final state in the last 60 s.
     finished: i64,
@@ -122,7 +161,18 @@ struct LastMinute {
     latency_ms: BTreeMap<&'static str, Option<f64>>,
 }
 
-/// `GET /api/admin/stats`.
+/// Orders per status, and the last minute's throughput and latency.
+#[utoipa::path(
+    get,
+    path = "/api/admin/stats",
+    operation_id = "adminStats",
+    tag = "operators",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OK", body = Stats),
+        OperatorRefusals,
+    )
+)]
 async fn stats(_: AdminUser, State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     let mut by_status: BTreeMap<&'static str, i64> = Status::ALL
         .iter()
@@ -148,7 +198,7 @@ async fn stats(_: AdminUser, State(state): State<AppState>) -> Result<Json<Stats
 
 /// A dead-letter entry: an orders-stream entry the mediator gave up on (see
 /// `order_store::stream::dead_letter`).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeadLetter {
     /// The dead-letter stream's entry id.
     entry: String,
@@ -186,8 +236,20 @@ impl From<StreamId> for DeadLetter {
     }
 }
 
-/// `GET /api/admin/dead-letters?limit=`: the newest first. Read from Redis, so a Redis outage is
-/// a 503 here (and only here).
+/// The newest dead letters first. Read from Redis, so a Redis outage is a 503 here (and only here).
+#[utoipa::path(
+    get,
+    path = "/api/admin/dead-letters",
+    operation_id = "adminDeadLetters",
+    tag = "operators",
+    security(("bearer" = [])),
+    params(LimitQuery),
+    responses(
+        (status = 200, description = "OK", body = Vec<DeadLetter>),
+        (status = 400, description = "A bad `limit`", body = ErrorBody),
+        OperatorRefusals,
+    )
+)]
 async fn dead_letters(
     _: AdminUser,
     State(state): State<AppState>,

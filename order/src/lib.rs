@@ -15,4 +15,4 @@ mod signals;
 mod startup;
 
 pub use config::Config;
-pub use startup::run;
+pub use startup::{openapi, run};

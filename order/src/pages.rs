@@ -1,7 +1,9 @@
-//! The shop page (`/`), the operations console (`/console`) and their assets (`/assets/{name}`):
-//! plain HTML, CSS and JavaScript modules from `order/web/`, compiled into the binary so that the
-//! pages work offline and whatever serves the order API serves them (the Ingress routes these
-//! paths here). They speak only the public JSON API, as any other client does.
+//! The shop page (`/`), the operations console (`/console`), the API page (`/api/docs`) and their
+//! assets (`/assets/{name}`): plain HTML, CSS and JavaScript modules from `order/web/`, compiled
+//! into the binary so that the pages work offline and whatever serves the order API serves them
+//! (the Ingress routes these paths here). They speak only the public JSON API, as any other client
+//! does. Also the whole public API's OpenAPI document, `/api/openapi.json`: `docs/openapi.json`,
+//! which the `openapi` crate generates from every service's handlers.
 //!
 //! Every answer carries a Content-Security-Policy that allows this origin alone: a page that
 //! tried to load anything from another host would be refused by the browser, not just untested.
@@ -20,30 +22,29 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:;
 const HTML: &str = "text/html; charset=utf-8";
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const JSON: &str = "application/json";
 
 /// The files under `/assets/`: (name, content type, content).
-const ASSETS: [(&str, &str, &str); 4] = [
+const ASSETS: [(&str, &str, &str); 5] = [
     ("app.css", CSS, include_str!("../web/app.css")),
     ("api.js", JAVASCRIPT, include_str!("../web/api.js")),
     ("shop.js", JAVASCRIPT, include_str!("../web/shop.js")),
     ("console.js", JAVASCRIPT, include_str!("../web/console.js")),
+    ("docs.js", JAVASCRIPT, include_str!("../web/docs.js")),
 ];
+
+const SHOP: &str = include_str!("../web/shop.html");
+const CONSOLE: &str = include_str!("../web/console.html");
+const API_DOCS: &str = include_str!("../web/docs.html");
+const OPENAPI: &str = include_str!("../../docs/openapi.json");
 
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route(
-            "/",
-            get(|| async { page(include_str!("../web/shop.html")) }),
-        )
-        .route(
-            "/console",
-            get(|| async { page(include_str!("../web/console.html")) }),
-        )
+        .route("/", get(|| async { served(HTML, SHOP) }))
+        .route("/console", get(|| async { served(HTML, CONSOLE) }))
+        .route("/api/docs", get(|| async { served(HTML, API_DOCS) }))
+        .route("/api/openapi.json", get(|| async { served(JSON, OPENAPI) }))
         .route("/assets/{name}", get(asset))
-}
-
-fn page(html: &'static str) -> Response {
-    served(HTML, html)
 }
 
 async fn asset(ApiPath(name): ApiPath<String>) -> Result<Response, ApiError> {
@@ -85,10 +86,7 @@ mod tests {
     /// The pages and assets name no other host: everything they load comes from this origin.
     #[test]
     fn no_page_or_asset_references_another_host() {
-        let pages = [
-            include_str!("../web/shop.html"),
-            include_str!("../web/console.html"),
-        ];
+        let pages = [SHOP, CONSOLE, API_DOCS, OPENAPI];
         for text in pages.iter().chain(ASSETS.iter().map(|(_, _, text)| text)) {
             for scheme in ["http://", "https://", "//cdn", "url(//"] {
                 assert!(!text.contains(scheme), "{scheme} in {}", &text[..80]);

@@ -9,11 +9,10 @@
 use crate::{error::OrderError, startup::AppState};
 use anyhow::Context;
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use order_store::db::{self, Cancel, Inserted, NewOrder, Order, SagaStep, Status};
 use serde::{Deserialize, Serialize};
@@ -21,33 +20,42 @@ use shop_common::{
     ApiError,
     auth::AuthUser,
     domain::{Money, SlotTime},
+    error::ErrorBody,
     idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath, ApiQuery},
+    openapi::{BodyRefusals, CustomerRefusals},
 };
 use std::time::Duration;
 use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-pub fn public() -> Router<AppState> {
-    Router::new()
-        .route("/api/orders", get(list).post(create))
-        .route("/api/orders/{id}/cancel", post(cancel))
+pub fn public() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(cancel))
 }
 
 /// The routes that may wait up to [`MAX_WAIT`] before answering (`?wait_ms=N`).
-pub fn long_polls() -> Router<AppState> {
-    Router::new().route("/api/orders/{id}", get(show))
+pub fn long_polls() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(show))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"amount": 24.9, "details": {"item": 1, "slot": "09:00"}}))]
 struct CreateOrder {
+    /// What the wallet is charged.
     amount: Money,
     details: Details,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct Details {
+    /// An item id of `GET /api/items`.
+    #[schema(value_type = i64, minimum = 1)]
     item: ItemId,
+    /// A slot of `GET /api/slots`.
     slot: SlotTime,
 }
 
@@ -70,11 +78,12 @@ impl TryFrom<i64> for ItemId {
 pub(crate) type SagaView = Option<Vec<SagaStep>>;
 
 /// The order as the client sees it: field names and reason texts are its API.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct OrderView {
     id: Uuid,
     amount: Money,
     details: DetailsView,
+    #[schema(value_type = String, example = "completed", pattern = "^(pending|compensating|completed|failed|cancelling|cancelled)$")]
     status: Status,
     /// `null` while the saga runs.
     success: Option<bool>,
@@ -83,11 +92,30 @@ pub(crate) struct OrderView {
     created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
+    /// The saga log, oldest step first: in `GET /api/orders/{id}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<SagaStepView>>)]
     saga: SagaView,
 }
 
-#[derive(Serialize)]
+/// One step of the saga log: an action, a compensation, or the customer's cancel.
+#[derive(ToSchema)]
+#[allow(dead_code)] // the schema of `order_store::db::SagaStep`, which is what is serialized
+struct SagaStepView {
+    seq: i32,
+    /// `items`, `slots`, `billing`, or `customer` for a cancel.
+    participant: String,
+    /// `action`, `compensation` or `cancel`.
+    kind: String,
+    /// `ok`, `rejected`, or `unknown` (no answer until the deadline).
+    outcome: String,
+    /// The participant's refusal code.
+    error_code: Option<String>,
+    started_at: OffsetDateTime,
+    finished_at: OffsetDateTime,
+}
+
+#[derive(Serialize, ToSchema)]
 struct DetailsView {
     item: i64,
     slot: String,
@@ -117,6 +145,23 @@ impl OrderView {
     }
 }
 
+/// Places an order: stored, then its saga runs (`status` pending until it is final).
+#[utoipa::path(
+    post,
+    path = "/api/orders",
+    operation_id = "createOrder",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the order the first request created")),
+    request_body = CreateOrder,
+    responses(
+        (status = 201, description = "Created; its saga runs", body = OrderView, headers(("Location" = String, description = "/api/orders/{id}"))),
+        (status = 200, description = "A replay of the same Idempotency-Key: the order it created", body = OrderView),
+        (status = 422, description = "The Idempotency-Key was used for a different order", body = ErrorBody),
+        BodyRefusals,
+        CustomerRefusals,
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     user: AuthUser,
@@ -157,6 +202,18 @@ async fn create(
         .into_response())
 }
 
+/// The caller's orders, oldest first (without their saga logs).
+#[utoipa::path(
+    get,
+    path = "/api/orders",
+    operation_id = "listOrders",
+    tag = "orders",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "OK", body = Vec<OrderView>),
+        CustomerRefusals,
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     user: AuthUser,
@@ -172,9 +229,12 @@ async fn list(
 
 /// `?wait_ms=N` (at most [`MAX_WAIT`]): if the order is not final yet, answer when it is, or
 /// after N ms with its state then — one request instead of a polling loop.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ShowQuery {
+    /// Wait up to this long (ms, at most 30000) for the order to be final.
     #[serde(default)]
+    #[param(minimum = 0)]
     wait_ms: u64,
 }
 
@@ -182,6 +242,21 @@ struct ShowQuery {
 /// request timeout plus this (see `shop_common::http::LongPolls`), so a full wait answers 200.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// One of the caller's orders with its saga log; `?wait_ms=N` answers as soon as it is final.
+#[utoipa::path(
+    get,
+    path = "/api/orders/{id}",
+    operation_id = "getOrder",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The order's id"), ShowQuery),
+    responses(
+        (status = 200, description = "OK", body = OrderView),
+        (status = 400, description = "A malformed id or `wait_ms`", body = ErrorBody),
+        (status = 404, description = "No such order of the caller's", body = ErrorBody),
+        CustomerRefusals,
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     user: AuthUser,
@@ -210,6 +285,21 @@ async fn show(
 /// `POST /api/orders/{id}/cancel`: 202 with the order (`cancelling`, or already `cancelled`) —
 /// repeating it changes nothing; 409 `order_final` for a failed order; 404 for an unknown one or
 /// someone else's. The mediator does the undoing: every step compensated, in reverse order.
+#[utoipa::path(
+    post,
+    path = "/api/orders/{id}/cancel",
+    operation_id = "cancelOrder",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The order's id")),
+    responses(
+        (status = 202, description = "`cancelling`, or already `cancelled`", body = OrderView),
+        (status = 400, description = "A malformed id", body = ErrorBody),
+        (status = 404, description = "No such order of the caller's", body = ErrorBody),
+        (status = 409, description = "`order_final`: the order failed, nothing to cancel", body = ErrorBody),
+        CustomerRefusals,
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     user: AuthUser,

@@ -22,6 +22,14 @@ use std::{sync::Arc, time::Duration};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+/// The order API's OpenAPI document: every public route, from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::public()
+        .merge(routes::long_polls())
+        .merge(admin::router())
+        .into_openapi()
+}
+
 /// How long `run` waits, after the server stopped, for the last publication flags to be written.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
@@ -57,12 +65,11 @@ fn build(
         signals,
         dead_letter_stream: config.streams.dead_letter_stream.as_str().into(),
     };
-    let api = routes::public()
-        .merge(admin::router())
+    let api = Router::from(routes::public().merge(admin::router()))
         .merge(pages::router())
         .with_state(state.clone());
     let long_polls = LongPolls {
-        routes: routes::long_polls().with_state(state),
+        routes: Router::from(routes::long_polls()).with_state(state),
         longest_wait: routes::MAX_WAIT,
     };
     // Only the database: a POST with Redis down is stored and published later by the sweep, and

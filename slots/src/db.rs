@@ -30,7 +30,7 @@ pub static BOOKINGS: LedgerSpec = LedgerSpec {
 const SLOT_COUNT: u32 = 10;
 
 /// A delivery slot, as the database holds it and `GET /api/slots` shows it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Slot {
     pub slot: String,
     pub free_couriers: i64,

@@ -8,4 +8,4 @@ mod startup;
 
 pub use config::Config;
 pub use db::BOOKINGS;
-pub use startup::run;
+pub use startup::{openapi, run};

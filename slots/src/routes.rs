@@ -3,14 +3,23 @@
 //! unreachable database (`ApiError::unexpected`: 503).
 
 use crate::db;
-use axum::{Json, Router, extract::State, routing::get};
-use shop_common::ApiError;
+use axum::{Json, extract::State};
+use shop_common::{ApiError, openapi::Unavailable};
 use sqlx::PgPool;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-pub fn public() -> Router<PgPool> {
-    Router::new().route("/api/slots", get(list_slots))
+pub fn public() -> OpenApiRouter<PgPool> {
+    OpenApiRouter::new().routes(routes!(list_slots))
 }
 
+/// The delivery slots with the couriers still free in each.
+#[utoipa::path(
+    get,
+    path = "/api/slots",
+    operation_id = "listSlots",
+    tag = "catalog",
+    responses((status = 200, description = "OK", body = Vec<db::Slot>), Unavailable)
+)]
 async fn list_slots(State(pool): State<PgPool>) -> Result<Json<Vec<db::Slot>>, ApiError> {
     Ok(Json(db::list_slots(&pool).await?))
 }

@@ -6,8 +6,13 @@ use shop_common::{http, ledger, shutdown::Shutdown};
 use tokio::net::TcpListener;
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
-    let api = routes::public();
+    let api = routes::public().into();
     let seed = db::seed(config.slot_capacity);
     let app = ledger::seeded_app("slots", &db::BOOKINGS, api, seed, &config.participant).await?;
     http::serve(listener, app, shutdown).await
+}
+
+/// slots' part of the public API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::public().into_openapi()
 }

@@ -1,7 +1,8 @@
 //! The gateway rendered from the Ingress, in front of the real services: every Ingress path is
 //! served by the service it names (its router knows something at or under the path), the gateway
 //! hands every request on it to that service, with and without a trailing slash, and nothing under
-//! /internal, /health or /metrics gets through. nginx is started by `tools::local::start_gateway`,
+//! /internal, /health or /metrics gets through. Every API path a service answers at is in the
+//! OpenAPI document (docs/openapi.json): a route without a spec entry fails here. nginx is started by `tools::local::start_gateway`,
 //! exactly as `make run` starts it. Needs TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,34 @@ use tools::{
     stack::{Service, Stack, StackConfig},
     stores,
 };
+
+/// The routes that are pages, not API: not in the OpenAPI document.
+const PAGES: [&str; 5] = ["/", "/console", "/assets", "/api/docs", "/api/openapi.json"];
+
+/// The path templates of the OpenAPI document (`/api/orders/{id}`).
+fn documented_paths() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let document: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Whether `path` is an instance of `template`: a `{…}` element matches any one element.
+fn instance_of(template: &str, path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let (template, path): (Vec<_>, Vec<_>) =
+        (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(&path)
+            .all(|(t, p)| t == p || t.starts_with('{'))
+}
 
 /// What a client can tell apart: the status and, for an error, its `error` code.
 type Answer = (u16, Option<String>);
@@ -88,6 +117,7 @@ async fn every_ingress_route_reaches_its_service_through_the_rendered_gateway() 
     let stack = Stack::start(StackConfig::from_test_env()).await.unwrap();
     let gateway = Gateway::start(&stack).await;
     let client = reqwest::Client::new();
+    let documented = documented_paths();
 
     for route in &routes.routes {
         let service: Service = route.service.parse().unwrap();
@@ -113,7 +143,14 @@ async fn every_ingress_route_reaches_its_service_through_the_rendered_gateway() 
                     "{probe} ({:?} of Ingress {}): the gateway's answer is not {service}'s",
                     route.path_type, route.ingress
                 );
-                served |= from_service != no_such_route();
+                let answers_here = from_service != no_such_route();
+                if answers_here && !PAGES.contains(&path.as_str()) {
+                    assert!(
+                        documented.iter().any(|t| instance_of(t, probe)),
+                        "{service} answers {probe} ({from_service:?}), which the OpenAPI document lacks"
+                    );
+                }
+                served |= answers_here;
                 answers.push(from_service);
             }
             assert!(
