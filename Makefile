@@ -1,7 +1,7 @@
 # saga shop — developer entry points. `make` alone lists them.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help run stop test bench chaos fmt lint clean-state
+.PHONY: help run stop test bench chaos fuzz fmt lint clean-state
 
 help: ## list the targets
 	@echo "usage: make <target>"
@@ -13,7 +13,7 @@ run: ## build and start the whole shop on 127.0.0.1 (gateway :8080); Ctrl-C stop
 stop: ## stop a stack started by `make run` / `scripts/run.sh --background`
 	@bash scripts/stop.sh
 
-test: ## fmt, clippy, nextest (private Postgres/Redis), deploy lint, end-to-end, chaos --short
+test: ## fmt, clippy, nextest (private Postgres/Redis), deploy lint, end-to-end, newman, browser, fuzz, chaos --short
 	@bash scripts/test.sh
 
 bench: ## load benchmark (scripts/bench.sh)
@@ -21,6 +21,9 @@ bench: ## load benchmark (scripts/bench.sh)
 
 chaos: ## failure-injection run (scripts/chaos.sh)
 	@if [ -f scripts/chaos.sh ]; then bash scripts/chaos.sh; else echo "make chaos: not yet implemented (scripts/chaos.sh is missing)" >&2; exit 1; fi
+
+fuzz: ## schemathesis from the OpenAPI document: >= 10,000 requests against a stack of its own (scripts/fuzz.sh)
+	@bash scripts/fuzz.sh
 
 fmt: ## cargo fmt
 	cargo fmt --all

@@ -17,7 +17,7 @@ use shop_common::{
     client::REQUEST_ID_HEADER,
     error::ErrorBody,
     json::ApiJson,
-    openapi::{BodyRefusals, Unavailable},
+    openapi::{BodyRefusals, RateLimited, Unavailable},
 };
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -40,9 +40,18 @@ pub fn public() -> OpenApiRouter<AppState> {
     tag = "users",
     request_body = NewUser,
     responses(
-        (status = 201, description = "Signed up; the wallet starts with INITIAL_WALLET", body = UserView),
+        (
+            status = 201,
+            description = "Signed up; the wallet starts with INITIAL_WALLET",
+            body = UserView,
+            links(("LogIn" = (
+                operation_id = "logIn",
+                request_body = json!({"username": "$request.body#/username", "password": "$request.body#/password"}),
+            ))),
+        ),
         (status = 409, description = "`username_taken`", body = ErrorBody),
         BodyRefusals,
+        RateLimited,
         Unavailable,
     )
 )]
@@ -138,6 +147,7 @@ impl Tokens {
         (status = 200, description = "OK", body = Tokens),
         (status = 401, description = "`invalid_credentials`", body = ErrorBody),
         BodyRefusals,
+        RateLimited,
         Unavailable,
     )
 )]
@@ -173,6 +183,7 @@ struct RefreshRequest {
         (status = 200, description = "OK", body = Tokens),
         (status = 401, description = "An invalid or expired refresh token, or its user is gone", body = ErrorBody),
         BodyRefusals,
+        RateLimited,
         Unavailable,
     )
 )]

@@ -136,3 +136,15 @@ pub enum BodyRefusals {
     #[response(status = 415, description = "The body is not `application/json`")]
     NotJson(ErrorBody),
 }
+
+/// What the rate-limited paths (sign-up and tokens: each costs a password hash) may answer at the
+/// gateway: too many requests from one address.
+#[derive(IntoResponses)]
+pub enum RateLimited {
+    #[response(
+        status = 429,
+        description = "`too_many_requests` from this address; retry after `Retry-After`",
+        headers(("Retry-After" = u64, description = "Seconds to wait"))
+    )]
+    TooManyRequests(ErrorBody),
+}

@@ -155,7 +155,16 @@ impl OrderView {
     params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the order the first request created")),
     request_body = CreateOrder,
     responses(
-        (status = 201, description = "Created; its saga runs", body = OrderView, headers(("Location" = String, description = "/api/orders/{id}"))),
+        (
+            status = 201,
+            description = "Created; its saga runs",
+            body = OrderView,
+            headers(("Location" = String, description = "/api/orders/{id}")),
+            links(
+                ("GetOrder" = (operation_id = "getOrder", parameters(("id" = "$response.body#/id")))),
+                ("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
+            )
+        ),
         (status = 200, description = "A replay of the same Idempotency-Key: the order it created", body = OrderView),
         (status = 422, description = "The Idempotency-Key was used for a different order", body = ErrorBody),
         BodyRefusals,
@@ -251,7 +260,12 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The order's id"), ShowQuery),
     responses(
-        (status = 200, description = "OK", body = OrderView),
+        (
+            status = 200,
+            description = "OK",
+            body = OrderView,
+            links(("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id"))))),
+        ),
         (status = 400, description = "A malformed id or `wait_ms`", body = ErrorBody),
         (status = 404, description = "No such order of the caller's", body = ErrorBody),
         CustomerRefusals,

@@ -10,6 +10,7 @@
 //! | e2e         | the whole stack, as `make run` starts it, under `.state/e2e` on the 18xxx ports; a smoke test through its gateway |
 //! | newman      | `scripts/newman.sh` against that stack's gateway                             |
 //! | browser     | `scripts/browser.sh`: the shop page and the console walked in headless Chromium (browser/journey.mjs) against that stack |
+//! | fuzz        | [`crate::fuzz`], short: schemathesis from that stack's OpenAPI document       |
 //! | chaos       | [`chaos`] `--short`: faults under load, then the audit                       |
 //!
 //! `scripts/test.sh` installs the packages and builds the tests and binaries (the binaries the
@@ -23,6 +24,7 @@
 
 use crate::{
     client::{CallError, Endpoints, ShopClient},
+    fuzz::{self, FUZZ_OPERATOR, FuzzArgs},
     local::{self, repo_root},
     procs,
     stores::PrivateStores,
@@ -51,11 +53,12 @@ pub enum Step {
     E2e,
     Newman,
     Browser,
+    Fuzz,
     Chaos,
 }
 
 impl Step {
-    const ALL: [Step; 8] = [
+    const ALL: [Step; 9] = [
         Step::Fmt,
         Step::Clippy,
         Step::Nextest,
@@ -63,14 +66,15 @@ impl Step {
         Step::E2e,
         Step::Newman,
         Step::Browser,
+        Step::Fuzz,
         Step::Chaos,
     ];
 
     /// The last of the steps that run against the e2e stack: it is stopped after this one.
-    const LAST_ON_E2E: Step = Step::Browser;
+    const LAST_ON_E2E: Step = Step::Fuzz;
 
     fn needs_e2e(self) -> bool {
-        matches!(self, Step::Newman | Step::Browser)
+        matches!(self, Step::Newman | Step::Browser | Step::Fuzz)
     }
 
     fn name(self) -> String {
@@ -210,11 +214,14 @@ pub async fn chaos(args: ChaosArgs) -> Result<i32> {
     Ok(status.code().unwrap_or(1))
 }
 
-/// The e2e stack's operator (its `ADMIN_USERS`), whom the browser step signs up and logs in to the
-/// console.
+/// The e2e stack's operator (in its `ADMIN_USERS`, with the fuzzer's), whom the browser step signs
+/// up and logs in to the console.
 const E2E_OPERATOR: &str = "operator";
 
-/// What the steps share: the e2e stack lives from its step to the end of the browser's.
+/// schemathesis' test cases per operation and phase in `make test` (`make fuzz` runs far more).
+const SHORT_FUZZ_EXAMPLES: u32 = 15;
+
+/// What the steps share: the e2e stack lives from its step to the end of the fuzzer's.
 struct TestRun {
     profile: Profile,
     /// The e2e stack's state directory and gateway, while it runs.
@@ -282,6 +289,16 @@ impl TestRun {
                 )
                 .await
             }
+            Step::Fuzz => {
+                let (_, base_url) = self.e2e.as_ref().context("no e2e stack")?;
+                let args = FuzzArgs {
+                    base_url: Some(base_url.clone()),
+                    max_examples: SHORT_FUZZ_EXAMPLES,
+                    min_requests: 0,
+                    seed: None,
+                };
+                fuzz::check(&fuzz::fuzz(base_url, &args).await?, 0)
+            }
             Step::Chaos => {
                 let code = chaos(ChaosArgs {
                     bin_dir: Some(self.bin_dir().await?),
@@ -310,7 +327,7 @@ impl TestRun {
     async fn start_e2e(&self) -> Result<(PathBuf, String)> {
         let state = repo_root().join(".state/e2e");
         let bin_dir = self.bin_dir().await?;
-        let operators = [("ADMIN_USERS", E2E_OPERATOR.to_owned())];
+        let operators = [("ADMIN_USERS", format!("{E2E_OPERATOR},{FUZZ_OPERATOR}"))];
         let env = local::start_in_background(&bin_dir, &state, 18_000, &operators).await?;
         let base_url = env
             .get("BASE_URL")

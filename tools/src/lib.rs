@@ -3,7 +3,7 @@
 //! [`workload`] (mixes, expected outcomes), and the [`audit`] that checks, straight in the
 //! databases, that no money, stock or courier was created or lost; and the [`manifest`] check
 //! of deploy-services.yml against the binaries' own configuration, which also gives the README its
-//! [`config_table`].
+//! [`config_table`]; [`fuzz`] runs schemathesis from the stack's OpenAPI document.
 //!
 //! Binaries: `loadgen` (throughput and latency against a running stack), `chaos` (kill -9 the
 //! services under load, then audit) and `gateway-config` (the local nginx gateway's config,
@@ -40,6 +40,7 @@ pub mod bench;
 pub mod campaign;
 pub mod checks;
 pub mod config_table;
+pub mod fuzz;
 pub mod gateway;
 pub mod local;
 pub mod manifest;

@@ -12,6 +12,7 @@
 //!   shop test [--skip STEPS]      every check of `make test`, in order, with a summary
 //!   shop chaos [CHAOS ARGS...]    `chaos` against private stores (`make chaos`)
 //!   shop bench                    loadgen against a release stack tuned for this machine (`make bench`)
+//!   shop fuzz [--base-url URL]    schemathesis from the OpenAPI document against a stack (`make fuzz`)
 //!
 //! Ports, the state directory and the stores' tuning come from the environment (`shop run
 //! --help`); the services get the caller's environment (ITEM_STOCK, RUST_LOG, ...).
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use tools::{
     bench::{self, BenchArgs},
     checks::{self, ChaosArgs, TestArgs},
+    fuzz::{self, FuzzArgs},
     local::{self, RunArgs},
 };
 
@@ -52,12 +54,14 @@ enum Command {
         clean: bool,
     },
     /// Every check of `make test`, in order, failing fast: fmt, clippy, nextest, lint-deploy, e2e,
-    /// newman, chaos. Expects the tests and binaries built (scripts/test.sh builds them).
+    /// newman, browser, fuzz, chaos. Expects the tests and binaries built (scripts/test.sh builds them).
     Test(TestArgs),
     /// `chaos` with a private PostgreSQL and Redis under .state/chaos (`make chaos`).
     Chaos(ChaosArgs),
     /// Throughput and latency through the gateway of a release stack (`make bench`).
     Bench(BenchArgs),
+    /// schemathesis against a stack: requests derived from its OpenAPI document (`make fuzz`).
+    Fuzz(FuzzArgs),
 }
 
 // One thread: the services are spawned from it, and their parent-death signal follows the
@@ -69,6 +73,7 @@ async fn main() -> Result<()> {
         Command::Test(args) => checks::test(args).await?,
         Command::Chaos(args) => checks::chaos(args).await?,
         Command::Bench(args) => bench::run(args).await?,
+        Command::Fuzz(args) => fuzz::run(args).await?,
         Command::Stop {
             state_dir,
             purge,
