@@ -9,7 +9,8 @@
 // cancels the completed order (timeline: the cancel, then every step undone in reverse; wallet
 // back). The page must fit a phone's width. The operator (ADMIN_USER, one of the stack's
 // ADMIN_USERS) sees the customer's orders in the console and one's timeline; the customer's own
-// token is refused there with `admin_only`. Every request the browser makes must go to the stack:
+// token is refused there with `admin_only`. The API page, linked from the shop, draws every
+// operation of /api/openapi.json. Every request the browser makes must go to the stack:
 // one to any other host fails the run. Screenshots go to SCREENSHOTS (default .state/screenshots).
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
@@ -170,6 +171,18 @@ try {
   await console_.locator('#detail .timeline .step').nth(2).waitFor();
   await console_.locator('#dead-letters tbody tr').first().waitFor();
   await console_.screenshot({ path: `${SCREENSHOTS}/console.png`, fullPage: true });
+
+  step('the API page, linked from the shop, draws every operation of the OpenAPI document');
+  await shop.setViewportSize({ width: 1280, height: 900 });
+  await shop.getByRole('link', { name: 'The API' }).click();
+  await shop.waitForURL(`${BASE_URL}/api/docs`);
+  const spec = await (await shop.request.get(`${BASE_URL}/api/openapi.json`)).json();
+  const operations = Object.values(spec.paths).reduce((n, item) => n + Object.keys(item).length, 0);
+  await shop.locator('details.operation').nth(operations - 1).waitFor();
+  assert.equal(await shop.locator('details.operation').count(), operations);
+  await shop.locator('details.operation#createOrder summary').click();
+  await shop.locator('#createOrder').getByText('CreateOrder').first().waitFor();
+  await shop.screenshot({ path: `${SCREENSHOTS}/api-docs.png`, fullPage: false });
 
   assert.deepEqual(foreign, [], 'requests to another host');
   assert.deepEqual(pageErrors, [], 'errors in the pages');

@@ -29,10 +29,11 @@ pub fn public() -> OpenApiRouter<AppState> {
         .routes(routes!(refresh))
 }
 
-/// Creates the user and, before answering, their billing account — in that order inside one
-/// database transaction: if billing fails the user row is rolled back, so no user is ever left
-/// without an account. (Billing's account creation is idempotent by username, so a retried
-/// sign-up after a lost commit finds the account already there.)
+/// Signs up: the user, and their billing account with the starting wallet.
+// The user and, before answering, the billing account — in that order inside one database
+// transaction: if billing fails the user row is rolled back, so no user is ever left without an
+// account. (Billing's account creation is idempotent by username, so a retried sign-up after a
+// lost commit finds the account already there.)
 #[utoipa::path(
     post,
     path = "/api/auth/users",
