@@ -35,26 +35,12 @@ pub fn public() -> OpenApiRouter<AppState> {
 // account. (Billing's account creation is idempotent by username, so a retried sign-up after a
 // lost commit finds the account already there.)
 #[utoipa::path(
-    post,
-    path = "/api/auth/users",
-    operation_id = "signUp",
-    tag = "users",
-    request_body = NewUser,
+    post, path = "/api/auth/users", operation_id = "signUp", tag = "users", request_body = NewUser,
     responses(
-        (
-            status = 201,
-            description = "Signed up; the wallet starts with INITIAL_WALLET",
-            body = UserView,
-            links(("LogIn" = (
-                operation_id = "logIn",
-                request_body = json!({"username": "$request.body#/username", "password": "$request.body#/password"}),
-            ))),
-        ),
-        (status = 409, description = "`username_taken`", body = ErrorBody),
-        BodyRefusals,
-        RateLimited,
-        Unavailable,
-    )
+        (status = 201, description = "Signed up; the wallet starts with INITIAL_WALLET", body = UserView, links(("LogIn" = (operation_id = "logIn", request_body = json!({"username": "$request.body#/username", "password": "$request.body#/password"}))))),
+        (status = 409, description = "`username_taken`", body = ErrorBody), BodyRefusals,
+        RateLimited, Unavailable,
+    ),
 )]
 async fn sign_up(
     State(state): State<AppState>,
@@ -139,18 +125,12 @@ impl Tokens {
 
 /// Logs in: an access token and a refresh token.
 #[utoipa::path(
-    post,
-    path = "/api/token",
-    operation_id = "logIn",
-    tag = "users",
-    request_body = Credentials,
+    post, path = "/api/token", operation_id = "logIn", tag = "users", request_body = Credentials,
     responses(
         (status = 200, description = "OK", body = Tokens),
-        (status = 401, description = "`invalid_credentials`", body = ErrorBody),
-        BodyRefusals,
-        RateLimited,
-        Unavailable,
-    )
+        (status = 401, description = "`invalid_credentials`", body = ErrorBody), BodyRefusals,
+        RateLimited, Unavailable,
+    ),
 )]
 async fn token(
     State(state): State<AppState>,
@@ -175,18 +155,13 @@ struct RefreshRequest {
 
 /// A new access token for a refresh token.
 #[utoipa::path(
-    post,
-    path = "/api/token/refresh",
-    operation_id = "refreshToken",
-    tag = "users",
+    post, path = "/api/token/refresh", operation_id = "refreshToken", tag = "users",
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "OK", body = Tokens),
         (status = 401, description = "An invalid or expired refresh token, or its user is gone", body = ErrorBody),
-        BodyRefusals,
-        RateLimited,
-        Unavailable,
-    )
+        BodyRefusals, RateLimited, Unavailable,
+    ),
 )]
 async fn refresh(
     State(state): State<AppState>,

@@ -12,13 +12,20 @@ use shop_common::{
     ApiError,
     auth::AuthUser,
     domain::{Money, Username},
-    error::ErrorBody,
     idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath},
-    openapi::{BodyRefusals, CustomerRefusals},
+    openapi::{CustomerRefusals, CustomerWrite, refusal},
 };
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+
+shop_common::answer_sets! {
+    /// What an endpoint on an account answers for one that is not the caller's.
+    NotYourAccount = [[
+        refusal(403, "Someone else's account", false),
+        refusal(404, "No such account", false),
+    ]];
+}
 
 pub fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,18 +47,10 @@ fn ensure_own(user: &AuthUser, username: &str) -> Result<(), BillingError> {
 
 /// The caller's own account: the wallet.
 #[utoipa::path(
-    get,
-    path = "/api/accounts/{username}",
-    operation_id = "getAccount",
-    tag = "accounts",
+    get, path = "/api/accounts/{username}", operation_id = "getAccount", tag = "accounts",
     security(("bearer" = [])),
     params(("username" = String, Path, description = "The caller's own username")),
-    responses(
-        (status = 200, description = "OK", body = Account),
-        (status = 403, description = "Someone else's account", body = ErrorBody),
-        (status = 404, description = "No such account", body = ErrorBody),
-        CustomerRefusals,
-    )
+    responses((status = 200, description = "OK", body = Account), NotYourAccount, CustomerRefusals),
 )]
 async fn show_account(
     State(state): State<AppState>,
@@ -73,24 +72,14 @@ struct DepositRequest {
 
 /// Tops up the caller's wallet; with an `Idempotency-Key`, a retry applies once.
 #[utoipa::path(
-    post,
-    path = "/api/accounts/{username}/deposits",
-    operation_id = "deposit",
-    tag = "accounts",
+    post, path = "/api/accounts/{username}/deposits", operation_id = "deposit", tag = "accounts",
     security(("bearer" = [])),
-    params(
-        ("username" = String, Path, description = "The caller's own username"),
-        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key applies the deposit once"),
-    ),
+    params(("username" = String, Path, description = "The caller's own username"), IdempotencyKey),
     request_body = DepositRequest,
     responses(
         (status = 200, description = "The account after the deposit", body = Account),
-        (status = 403, description = "Someone else's account", body = ErrorBody),
-        (status = 404, description = "No such account", body = ErrorBody),
-        (status = 422, description = "The Idempotency-Key was used for a different deposit", body = ErrorBody),
-        BodyRefusals,
-        CustomerRefusals,
-    )
+        NotYourAccount, CustomerWrite,
+    ),
 )]
 async fn deposit(
     State(state): State<AppState>,

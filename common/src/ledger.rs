@@ -339,3 +339,35 @@ async fn read(
         )),
     }
 }
+
+/// The one public route of a participant whose own API only lists its resources (items, slots):
+/// `pub fn public()`, routing `GET <path>` to a documented handler answering every row of the
+/// database function given.
+///
+/// ```ignore
+/// shop_common::public_listing!("/api/items", "listItems", db::Item, db::list_items,
+///     "The catalog: every item with its price and the stock left.");
+/// ```
+#[macro_export]
+macro_rules! public_listing {
+    ($path:literal, $operation_id:literal, $row:ty, $list:path, $summary:literal) => {
+        pub fn public() -> $crate::__utoipa_axum::router::OpenApiRouter<::sqlx::PgPool> {
+            $crate::__utoipa_axum::router::OpenApiRouter::new()
+                .routes($crate::__utoipa_axum::routes!(list))
+        }
+
+        #[doc = $summary]
+        #[utoipa::path(
+                            get, path = $path, operation_id = $operation_id, tag = "catalog",
+                            responses(
+                                (status = 200, description = "OK", body = Vec<$row>),
+                                $crate::openapi::Unavailable,
+                            ),
+                        )]
+        async fn list(
+            ::axum::extract::State(pool): ::axum::extract::State<::sqlx::PgPool>,
+        ) -> ::std::result::Result<::axum::Json<Vec<$row>>, $crate::ApiError> {
+            Ok(::axum::Json($list(&pool).await?))
+        }
+    };
+}

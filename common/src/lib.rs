@@ -14,6 +14,8 @@ pub mod idempotency;
 pub mod internal;
 pub mod json;
 pub mod ledger;
+#[doc(hidden)]
+pub use utoipa_axum as __utoipa_axum;
 pub mod openapi;
 pub mod redis;
 pub mod service;

@@ -8,10 +8,13 @@ use crate::{
     error::ErrorBody,
 };
 use serde_json::json;
+use std::collections::BTreeMap;
+pub use utoipa::IntoResponses;
 use utoipa::{
-    IntoResponses, Modify, PartialSchema, ToSchema,
+    Modify, PartialSchema, ToSchema,
     openapi::{
-        ObjectBuilder, OpenApi, RefOr, Type,
+        ContentBuilder, HeaderBuilder, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Type,
+        response::Response,
         schema::Schema,
         security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     },
@@ -20,12 +23,16 @@ use utoipa::{
 /// The name of the Bearer scheme, for `security(("bearer" = []))`.
 pub const BEARER: &str = "bearer";
 
-/// Adds the Bearer scheme (an access token from `POST /api/token`) to a document.
-pub struct BearerScheme;
+/// Adds what every part of the document refers to: the Bearer scheme (an access token from
+/// `POST /api/token`) and the error body's schema.
+pub struct Shared;
 
-impl Modify for BearerScheme {
+impl Modify for Shared {
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .insert(ErrorBody::name().into_owned(), ErrorBody::schema());
         components.add_security_scheme(
             BEARER,
             SecurityScheme::Http(
@@ -39,112 +46,123 @@ impl Modify for BearerScheme {
     }
 }
 
-impl PartialSchema for Money {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Number)
-            .description(Some(
-                "An amount in currency units with at most two decimals; what a request carries \
-                 must be above 0 and at most 1000000.",
-            ))
-            .minimum(Some(0))
-            .maximum(Some(Money::MAX_MINOR / 100))
-            .examples([json!(24.9)])
-            .into()
+/// The schemas of wire types whose JSON is not their Rust shape (validated newtypes).
+macro_rules! schemas {
+    ($($type:ty => $schema:expr;)+) => {$(
+        impl PartialSchema for $type {
+            fn schema() -> RefOr<Schema> {
+                $schema.into()
+            }
+        }
+        impl ToSchema for $type {}
+    )+};
+}
+
+/// A string schema matching `pattern`.
+fn text(description: &str, pattern: &str, example: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .pattern(Some(pattern))
+        .examples([json!(example)])
+}
+
+schemas! {
+    Money => ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .description(Some(
+            "An amount in currency units with at most two decimals. What a request carries must \
+             be above 0 and at most 1000000; a balance may grow past that.",
+        ))
+        .minimum(Some(0))
+        .examples([json!(24.9)]);
+    SlotTime => text(
+        "A delivery slot, \"HH:MM\" on a 24-hour clock.",
+        "^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        "09:00",
+    );
+    Username => text("3 to 32 letters, digits, '_', '.' or '-'.", "^[A-Za-z0-9_.-]{3,32}$", "alice")
+        .min_length(Some(3))
+        .max_length(Some(32));
+}
+
+/// Answers by status, as `IntoResponses` gives them.
+pub type Answers = BTreeMap<String, RefOr<Response>>;
+
+/// An error answer: `status` with the error body, and `Retry-After` when a retry may succeed.
+pub fn refusal(status: u16, description: &str, retry_after: bool) -> (String, RefOr<Response>) {
+    let mut response = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("ErrorBody")))
+            .build(),
+    );
+    if retry_after {
+        let seconds = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1));
+        let header = HeaderBuilder::new()
+            .schema(Some(seconds))
+            .description(Some("Seconds to wait"))
+            .build();
+        response = response.header("Retry-After", header);
     }
-}
-impl ToSchema for Money {}
-
-impl PartialSchema for SlotTime {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some("A delivery slot, \"HH:MM\" on a 24-hour clock."))
-            .pattern(Some("^([01][0-9]|2[0-3]):[0-5][0-9]$"))
-            .examples([json!("09:00")])
-            .into()
-    }
-}
-impl ToSchema for SlotTime {}
-
-impl PartialSchema for Username {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .description(Some("3 to 32 letters, digits, '_', '.' or '-'."))
-            .min_length(Some(3))
-            .max_length(Some(32))
-            .pattern(Some("^[A-Za-z0-9_.-]{3,32}$"))
-            .examples([json!("alice")])
-            .into()
-    }
-}
-impl ToSchema for Username {}
-
-/// What any endpoint may answer when a store it needs is down (or it is overloaded).
-#[derive(IntoResponses)]
-pub enum Unavailable {
-    #[response(
-        status = 503,
-        description = "A store is down or the service is overloaded; retry after `Retry-After`",
-        headers(("Retry-After" = u64, description = "Seconds to wait"))
-    )]
-    Unavailable(ErrorBody),
+    (status.to_string(), response.build().into())
 }
 
-/// What an endpoint behind a Bearer token may answer besides its own.
-#[derive(IntoResponses)]
-pub enum CustomerRefusals {
-    #[response(status = 401, description = "No valid access token")]
-    Unauthorized(ErrorBody),
-    #[response(
-        status = 503,
-        description = "A store is down; retry after `Retry-After`",
-        headers(("Retry-After" = u64, description = "Seconds to wait"))
-    )]
-    Unavailable(ErrorBody),
+fn unavailable() -> (String, RefOr<Response>) {
+    let description = "A store is down or the service is overloaded; retry after `Retry-After`";
+    refusal(503, description, true)
 }
 
-/// What an operator's endpoint may answer besides its own.
-#[derive(IntoResponses)]
-pub enum OperatorRefusals {
-    #[response(status = 401, description = "No valid access token")]
-    Unauthorized(ErrorBody),
-    #[response(
-        status = 403,
-        description = "`admin_only`: the token has no `admin` role"
-    )]
-    Forbidden(ErrorBody),
-    #[response(
-        status = 503,
-        description = "A store is down; retry after `Retry-After`",
-        headers(("Retry-After" = u64, description = "Seconds to wait"))
-    )]
-    Unavailable(ErrorBody),
+fn unauthorized() -> (String, RefOr<Response>) {
+    refusal(401, "No valid access token", false)
 }
 
-/// What an endpoint taking a JSON body may answer about the body.
-#[derive(IntoResponses)]
-pub enum BodyRefusals {
-    #[response(
-        status = 400,
-        description = "Malformed JSON, or a field is invalid or missing (`field` names it)"
-    )]
-    BadRequest(ErrorBody),
-    #[response(status = 413, description = "The body is too large")]
-    TooLarge(ErrorBody),
-    #[response(status = 415, description = "The body is not `application/json`")]
-    NotJson(ErrorBody),
+/// Declares sets of answers that endpoints share, for `responses(...)` next to their own: each
+/// `Name = [answers, ...];` a type implementing `utoipa::IntoResponses`, where each `answers` is
+/// anything yielding them ([`refusal`]s in an array, another set's `responses()`).
+#[macro_export]
+macro_rules! answer_sets {
+    ($($(#[$doc:meta])* $name:ident = [$($answer:expr),+ $(,)?];)+) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl $crate::openapi::IntoResponses for $name {
+            fn responses() -> $crate::openapi::Answers {
+                let mut answers = $crate::openapi::Answers::new();
+                $(answers.extend($answer);)+
+                answers
+            }
+        }
+    )+};
 }
 
-/// What the rate-limited paths (sign-up and tokens: each costs a password hash) may answer at the
-/// gateway: too many requests from one address.
-#[derive(IntoResponses)]
-pub enum RateLimited {
-    #[response(
-        status = 429,
-        description = "`too_many_requests` from this address; retry after `Retry-After`",
-        headers(("Retry-After" = u64, description = "Seconds to wait"))
-    )]
-    TooManyRequests(ErrorBody),
+answer_sets! {
+    /// What any endpoint may answer when a store it needs is down (or it is overloaded).
+    Unavailable = [[unavailable()]];
+    /// What an endpoint behind a Bearer token may answer besides its own.
+    CustomerRefusals = [[unauthorized(), unavailable()]];
+    /// What an operator's endpoint may answer besides its own.
+    OperatorRefusals = [[
+        unauthorized(),
+        refusal(403, "`admin_only`: the token has no `admin` role", false),
+        unavailable(),
+    ]];
+    /// What an endpoint taking a JSON body may answer about the body.
+    BodyRefusals = [[
+        refusal(400, "Malformed JSON, or a field is invalid or missing (`field` names it)", false),
+        refusal(413, "The body is too large", false),
+        refusal(415, "The body is not `application/json`", false),
+    ]];
+    /// What a customer's write (a JSON body, an optional `Idempotency-Key`) may answer besides
+    /// its own.
+    CustomerWrite = [
+        BodyRefusals::responses(),
+        CustomerRefusals::responses(),
+        [refusal(422, "The Idempotency-Key was used before, for a different request", false)],
+    ];
+    /// What the rate-limited paths (sign-up and tokens: each costs a password hash) may answer at
+    /// the gateway: too many requests from one address.
+    RateLimited = [[refusal(429, "`too_many_requests` from this address; retry after `Retry-After`", true)]];
 }

@@ -1,10 +1,10 @@
 //! The public API's one OpenAPI 3.1 document: each service's own (generated from its handlers'
-//! `#[utoipa::path]` and its types' `ToSchema`) merged, with the Bearer scheme. The order API
+//! `#[utoipa::path]` and its types' `ToSchema`) merged, with the Bearer scheme and the error body. The order API
 //! serves it, as `docs/openapi.json`, at `/api/openapi.json` (with a viewer at `/api/docs`): the
 //! file is this crate's output (`cargo run -p openapi > docs/openapi.json`), and a test fails
 //! while it differs.
 
-use shop_common::openapi::BearerScheme;
+use shop_common::openapi::Shared;
 use utoipa::{
     Modify,
     openapi::{InfoBuilder, OpenApi, OpenApiBuilder},
@@ -36,7 +36,7 @@ pub fn document() -> OpenApi {
     for part in parts {
         document.merge(part);
     }
-    BearerScheme.modify(&mut document);
+    Shared.modify(&mut document);
     document
 }
 

@@ -5,7 +5,7 @@
 
 use crate::{
     error::OrderError,
-    routes::{OrderView, SagaView},
+    routes::{OrderView, SagaView, UnknownOrder},
     startup::AppState,
 };
 use anyhow::Context;
@@ -14,6 +14,7 @@ use order_store::{
     db::{self, Status},
     stream::dead_letter,
 };
+use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply};
 use serde::{Deserialize, Serialize};
 use shop_common::{
@@ -92,17 +93,13 @@ impl AdminOrderView {
 
 /// Every user's orders, newest first.
 #[utoipa::path(
-    get,
-    path = "/api/admin/orders",
-    operation_id = "adminListOrders",
-    tag = "operators",
-    security(("bearer" = [])),
-    params(OrdersQuery),
+    get, path = "/api/admin/orders", operation_id = "adminListOrders", tag = "operators",
+    security(("bearer" = [])), params(OrdersQuery),
     responses(
         (status = 200, description = "OK", body = Vec<AdminOrderView>),
         (status = 400, description = "A bad `status` or `limit`", body = ErrorBody),
         OperatorRefusals,
-    )
+    ),
 )]
 async fn orders(
     _: AdminUser,
@@ -121,18 +118,12 @@ async fn orders(
 
 /// Any user's order, with its saga log (the timeline).
 #[utoipa::path(
-    get,
-    path = "/api/admin/orders/{id}",
-    operation_id = "adminGetOrder",
-    tag = "operators",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The order's id")),
+    get, path = "/api/admin/orders/{id}", operation_id = "adminGetOrder", tag = "operators",
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 200, description = "OK", body = AdminOrderView),
-        (status = 400, description = "A malformed id", body = ErrorBody),
-        (status = 404, description = "No such order", body = ErrorBody),
-        OperatorRefusals,
-    )
+        UnknownOrder, OperatorRefusals,
+    ),
 )]
 async fn order(
     _: AdminUser,
@@ -163,15 +154,11 @@ struct LastMinute {
 
 /// Orders per status, and the last minute's throughput and latency.
 #[utoipa::path(
-    get,
-    path = "/api/admin/stats",
-    operation_id = "adminStats",
-    tag = "operators",
+    get, path = "/api/admin/stats", operation_id = "adminStats", tag = "operators",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "OK", body = Stats),
-        OperatorRefusals,
-    )
+        (status = 200, description = "OK", body = Stats), OperatorRefusals,
+    ),
 )]
 async fn stats(_: AdminUser, State(state): State<AppState>) -> Result<Json<Stats>, ApiError> {
     let mut by_status: BTreeMap<&'static str, i64> = Status::ALL
@@ -238,37 +225,24 @@ impl From<StreamId> for DeadLetter {
 
 /// The newest dead letters first. Read from Redis, so a Redis outage is a 503 here (and only here).
 #[utoipa::path(
-    get,
-    path = "/api/admin/dead-letters",
-    operation_id = "adminDeadLetters",
-    tag = "operators",
-    security(("bearer" = [])),
-    params(LimitQuery),
+    get, path = "/api/admin/dead-letters", operation_id = "adminDeadLetters", tag = "operators",
+    security(("bearer" = [])), params(LimitQuery),
     responses(
         (status = 200, description = "OK", body = Vec<DeadLetter>),
-        (status = 400, description = "A bad `limit`", body = ErrorBody),
-        OperatorRefusals,
-    )
+        (status = 400, description = "A bad `limit`", body = ErrorBody), OperatorRefusals,
+    ),
 )]
 async fn dead_letters(
     _: AdminUser,
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<LimitQuery>,
+    ApiQuery(LimitQuery { limit }): ApiQuery<LimitQuery>,
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
-    let limit = checked_limit(query.limit)?;
-    let mut conn = state
-        .outbox
-        .redis()
-        .get()
-        .await
-        .context("taking a Redis connection")?;
-    let newest: StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(state.dead_letter_stream.as_ref())
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(limit)
-        .query_async(&mut *conn)
+    let limit = checked_limit(limit)?;
+    let redis = state.outbox.redis();
+    let mut conn = redis.get().await.context("taking a Redis connection")?;
+    let stream = state.dead_letter_stream.as_ref();
+    let newest: StreamRangeReply = conn
+        .xrevrange_count(stream, "+", "-", limit)
         .await
         .context("reading the dead-letter stream")?;
     Ok(Json(newest.ids.into_iter().map(DeadLetter::from).collect()))

@@ -23,7 +23,7 @@ use shop_common::{
     error::ErrorBody,
     idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath, ApiQuery},
-    openapi::{BodyRefusals, CustomerRefusals},
+    openapi::{CustomerRefusals, CustomerWrite, refusal},
 };
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -72,6 +72,14 @@ impl TryFrom<i64> for ItemId {
             Err("must be a positive integer")
         }
     }
+}
+
+shop_common::answer_sets! {
+    /// What an endpoint on one order may answer about its id (or query).
+    UnknownOrder = [[
+        refusal(400, "A malformed id or query parameter", false),
+        refusal(404, "No such order (someone else's is not disclosed)", false),
+    ]];
 }
 
 /// An order's saga log, when the view shows it.
@@ -147,29 +155,22 @@ impl OrderView {
 
 /// Places an order: stored, then its saga runs (`status` pending until it is final).
 #[utoipa::path(
-    post,
-    path = "/api/orders",
-    operation_id = "createOrder",
-    tag = "orders",
+    post, path = "/api/orders", operation_id = "createOrder", tag = "orders",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key returns the order the first request created")),
+    params(IdempotencyKey),
     request_body = CreateOrder,
     responses(
         (
-            status = 201,
-            description = "Created; its saga runs",
-            body = OrderView,
+            status = 201, description = "Created; its saga runs", body = OrderView,
             headers(("Location" = String, description = "/api/orders/{id}")),
             links(
                 ("GetOrder" = (operation_id = "getOrder", parameters(("id" = "$response.body#/id")))),
                 ("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id")))),
-            )
+            ),
         ),
         (status = 200, description = "A replay of the same Idempotency-Key: the order it created", body = OrderView),
-        (status = 422, description = "The Idempotency-Key was used for a different order", body = ErrorBody),
-        BodyRefusals,
-        CustomerRefusals,
-    )
+        CustomerWrite,
+    ),
 )]
 async fn create(
     State(state): State<AppState>,
@@ -213,15 +214,11 @@ async fn create(
 
 /// The caller's orders, oldest first (without their saga logs).
 #[utoipa::path(
-    get,
-    path = "/api/orders",
-    operation_id = "listOrders",
-    tag = "orders",
+    get, path = "/api/orders", operation_id = "listOrders", tag = "orders",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "OK", body = Vec<OrderView>),
-        CustomerRefusals,
-    )
+        (status = 200, description = "OK", body = Vec<OrderView>), CustomerRefusals,
+    ),
 )]
 async fn list(
     State(state): State<AppState>,
@@ -253,23 +250,16 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// One of the caller's orders with its saga log; `?wait_ms=N` answers as soon as it is final.
 #[utoipa::path(
-    get,
-    path = "/api/orders/{id}",
-    operation_id = "getOrder",
-    tag = "orders",
+    get, path = "/api/orders/{id}", operation_id = "getOrder", tag = "orders",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The order's id"), ShowQuery),
     responses(
         (
-            status = 200,
-            description = "OK",
-            body = OrderView,
+            status = 200, description = "OK", body = OrderView,
             links(("CancelOrder" = (operation_id = "cancelOrder", parameters(("id" = "$response.body#/id"))))),
         ),
-        (status = 400, description = "A malformed id or `wait_ms`", body = ErrorBody),
-        (status = 404, description = "No such order of the caller's", body = ErrorBody),
-        CustomerRefusals,
-    )
+        UnknownOrder, CustomerRefusals,
+    ),
 )]
 async fn show(
     State(state): State<AppState>,
@@ -300,19 +290,14 @@ async fn show(
 /// repeating it changes nothing; 409 `order_final` for a failed order; 404 for an unknown one or
 /// someone else's. The mediator does the undoing: every step compensated, in reverse order.
 #[utoipa::path(
-    post,
-    path = "/api/orders/{id}/cancel",
-    operation_id = "cancelOrder",
-    tag = "orders",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The order's id")),
+    post, path = "/api/orders/{id}/cancel", operation_id = "cancelOrder", tag = "orders",
+    security(("bearer" = [])), params(("id" = Uuid, Path, description = "The order's id")),
     responses(
         (status = 202, description = "`cancelling`, or already `cancelled`", body = OrderView),
-        (status = 400, description = "A malformed id", body = ErrorBody),
-        (status = 404, description = "No such order of the caller's", body = ErrorBody),
+        UnknownOrder,
         (status = 409, description = "`order_final`: the order failed, nothing to cancel", body = ErrorBody),
         CustomerRefusals,
-    )
+    ),
 )]
 async fn cancel(
     State(state): State<AppState>,

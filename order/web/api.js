@@ -141,3 +141,34 @@ export function say(node, error, text) {
 
 /** The values of a form's named fields. */
 export const fields = (form) => Object.fromEntries(new FormData(form).entries());
+
+/**
+ * Shows `signedIn` (a selector) or `signedOut` as `session` has a user or not, and in the bar
+ * (`ACCOUNT_NAV` of pages.rs) the user after `label` and the log-out button.
+ */
+export function showSession(session, signedIn, signedOut, label) {
+  const on = session.username !== null;
+  document.querySelector(signedIn).hidden = !on;
+  document.querySelector(signedOut).hidden = on;
+  document.querySelector('#logout').hidden = !on;
+  document.querySelector('#who').textContent = on ? `${label} ${session.username}` : '';
+}
+
+/**
+ * Makes `form` (username, password) log `session` in, then run `enter`; a refusal is shown in
+ * `message`, and `enter` may throw to show one too.
+ */
+export function logInWith(form, session, message, enter) {
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const { username, password } = fields(form);
+    try {
+      await session.logIn(username, password);
+      form.reset();
+      message.hidden = true;
+      await enter();
+    } catch (e) {
+      say(message, e);
+    }
+  });
+}

@@ -2,7 +2,8 @@
 // status) with its timeline, and the dead letters — read from `/api/admin/...` every
 // REFRESH_MS while the page is open. Only tokens with the `admin` role are answered.
 import {
-  ApiFailure, Session, clock, el, fields, money, say, shortId, statusBadge, timeline,
+  ApiFailure, Session, clock, el, logInWith, money, say, shortId, showSession, statusBadge,
+  timeline,
 } from './api.js';
 
 const session = new Session('saga-console');
@@ -12,19 +13,6 @@ const REFRESH_MS = 2000;
 let selected = null;
 let timer = null;
 
-async function logIn(event) {
-  event.preventDefault();
-  const form = event.target;
-  const { username, password } = fields(form);
-  try {
-    await session.logIn(username, password);
-    form.reset();
-    await enter();
-  } catch (e) {
-    say(message, e);
-  }
-}
-
 function logOut() {
   session.clear();
   clearTimeout(timer);
@@ -33,11 +21,7 @@ function logOut() {
 }
 
 function show() {
-  const signedIn = session.username !== null;
-  $('#login').hidden = signedIn;
-  $('#dashboard').hidden = !signedIn;
-  $('#logout').hidden = !signedIn;
-  $('#who').textContent = signedIn ? `Operator ${session.username}` : '';
+  showSession(session, '#dashboard', '#login', 'Operator');
 }
 
 async function enter() {
@@ -146,7 +130,7 @@ function drawDeadLetters(letters) {
     : [el('tr', {}, el('td', { colspan: 4, class: 'muted' }, 'None: every entry was processed.'))]));
 }
 
-$('#login').addEventListener('submit', logIn);
+logInWith($('#login'), session, message, enter);
 $('#logout').addEventListener('click', logOut);
 $('#status-filter').addEventListener('change', () => refresh().catch((e) => say(message, e)));
 

@@ -2,7 +2,8 @@
 // and "my orders" with each saga's timeline, kept live by long polls
 // (`GET /api/orders/{id}?wait_ms=N` answers as soon as the order is final).
 import {
-  ApiFailure, FINAL, Session, call, el, fields, money, say, shortId, statusBadge, timeline,
+  ApiFailure, FINAL, Session, call, el, fields, logInWith, money, say, shortId, showSession,
+  statusBadge, timeline,
 } from './api.js';
 
 const session = new Session('saga-shop');
@@ -33,20 +34,6 @@ async function signUp(event) {
   }
 }
 
-async function logIn(event) {
-  event.preventDefault();
-  const form = event.target;
-  const { username, password } = fields(form);
-  try {
-    await session.logIn(username, password);
-    form.reset();
-    await enter();
-    message.hidden = true;
-  } catch (e) {
-    say(message, e);
-  }
-}
-
 function logOut() {
   session.clear();
   orders.clear();
@@ -55,11 +42,7 @@ function logOut() {
 }
 
 function show() {
-  const signedIn = session.username !== null;
-  $('#signed-out').hidden = signedIn;
-  $('#signed-in').hidden = !signedIn;
-  $('#logout').hidden = !signedIn;
-  $('#who').textContent = signedIn ? `Signed in as ${session.username}` : '';
+  showSession(session, '#signed-in', '#signed-out', 'Signed in as');
 }
 
 async function enter() {
@@ -215,7 +198,7 @@ function draw() {
 }
 
 $('#signup').addEventListener('submit', signUp);
-$('#login').addEventListener('submit', logIn);
+logInWith($('#login'), session, message, enter);
 $('#logout').addEventListener('click', logOut);
 $('#order-form').addEventListener('submit', placeOrder);
 $('#order-form select[name=item]').addEventListener('change', priceIntoAmount);

@@ -268,26 +268,10 @@ impl TestRun {
                 self.e2e = Some((state, base_url.clone()));
                 smoke(&base_url).await
             }
-            Step::Newman => {
-                let (_, base_url) = self.e2e.as_ref().context("no e2e stack")?;
-                succeed(
-                    "scripts/newman.sh",
-                    Command::new("bash")
-                        .arg(repo_root().join("scripts/newman.sh"))
-                        .env("BASE_URL", base_url),
-                )
-                .await
-            }
+            Step::Newman => self.script_on_e2e("scripts/newman.sh", &[]).await,
             Step::Browser => {
-                let (_, base_url) = self.e2e.as_ref().context("no e2e stack")?;
-                succeed(
-                    "scripts/browser.sh",
-                    Command::new("bash")
-                        .arg(repo_root().join("scripts/browser.sh"))
-                        .env("BASE_URL", base_url)
-                        .env("ADMIN_USER", E2E_OPERATOR),
-                )
-                .await
+                let operator = [("ADMIN_USER", E2E_OPERATOR)];
+                self.script_on_e2e("scripts/browser.sh", &operator).await
             }
             Step::Fuzz => {
                 let (_, base_url) = self.e2e.as_ref().context("no e2e stack")?;
@@ -309,6 +293,17 @@ impl TestRun {
                 Ok(())
             }
         }
+    }
+
+    /// Runs `script` against the e2e stack's gateway (`BASE_URL`), with `env` besides.
+    async fn script_on_e2e(&self, script: &str, env: &[(&str, &str)]) -> Result<()> {
+        let (_, base_url) = self.e2e.as_ref().context("no e2e stack")?;
+        let mut command = Command::new("bash");
+        command
+            .arg(repo_root().join(script))
+            .env("BASE_URL", base_url)
+            .envs(env.iter().copied());
+        succeed(script, &mut command).await
     }
 
     /// The binaries of the chosen profile, built first for release.
