@@ -15,7 +15,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SAGA_REPO_ROOT"
 
-ensure_packages
+# The packages (with the browser step's Chromium, the slowest) install while the build runs: the
+# build needs none of them.
+ensure_packages chromium &
+installing=$!
 if ! cargo nextest --version >/dev/null 2>&1; then
   log "cargo-nextest missing: cargo install cargo-nextest --locked"
   cargo install cargo-nextest --locked
@@ -24,4 +27,9 @@ started=$SECONDS
 log "cargo nextest run --workspace --no-run (the tests, and every binary the checks start)"
 cargo nextest run --workspace --no-run
 log "built in $((SECONDS - started)) s"
+if ! wait "$installing"; then
+  err "installing the packages failed (see above)"
+  exit 1
+fi
+ensure_packages # all there now: only exports PG_BIN
 exec "$(bin_dir debug)/shop" test "$@"
