@@ -166,3 +166,17 @@ answer_sets! {
     /// the gateway: too many requests from one address.
     RateLimited = [[refusal(429, "`too_many_requests` from this address; retry after `Retry-After`", true)]];
 }
+
+/// Whether `path` is an instance of the document's path `template`: the same elements, a `{…}`
+/// element matching any one (a trailing slash ignored).
+pub fn is_instance(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<_>, Vec<_>) = (
+        template.split('/').collect(),
+        path.trim_end_matches('/').split('/').collect(),
+    );
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(&path)
+            .all(|(t, p)| t == p || t.starts_with('{'))
+}

@@ -5,6 +5,7 @@
 //! OpenAPI document (docs/openapi.json): a route without a spec entry fails here. nginx is started by `tools::local::start_gateway`,
 //! exactly as `make run` starts it. Needs TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
 
+use shop_common::openapi::is_instance;
 use std::path::{Path, PathBuf};
 use tools::{
     gateway::{NEVER_PUBLIC, PathType, Routes, Upstreams},
@@ -27,18 +28,6 @@ fn documented_paths() -> Vec<String> {
         .keys()
         .cloned()
         .collect()
-}
-
-/// Whether `path` is an instance of `template`: a `{…}` element matches any one element.
-fn instance_of(template: &str, path: &str) -> bool {
-    let path = path.trim_end_matches('/');
-    let (template, path): (Vec<_>, Vec<_>) =
-        (template.split('/').collect(), path.split('/').collect());
-    template.len() == path.len()
-        && template
-            .iter()
-            .zip(&path)
-            .all(|(t, p)| t == p || t.starts_with('{'))
 }
 
 /// What a client can tell apart: the status and, for an error, its `error` code.
@@ -146,7 +135,7 @@ async fn every_ingress_route_reaches_its_service_through_the_rendered_gateway() 
                 let answers_here = from_service != no_such_route();
                 if answers_here && !PAGES.contains(&path.as_str()) {
                     assert!(
-                        documented.iter().any(|t| instance_of(t, probe)),
+                        documented.iter().any(|t| is_instance(t, probe)),
                         "{service} answers {probe} ({from_service:?}), which the OpenAPI document lacks"
                     );
                 }
