@@ -2,7 +2,8 @@
 # scripts/test.sh — `make test` (and CI): installs what the checks need, builds the tests and every
 # binary once, then hands over to `shop test` (tools/src/checks.rs), which runs the checks in
 # order, failing fast — fmt, clippy, nextest (private PostgreSQL + Redis), lint-deploy, e2e (the
-# whole stack behind its gateway), newman, chaos --short — and prints a summary.
+# whole stack behind its gateway), newman, browser (Chromium), fuzz (schemathesis), chaos --short —
+# and prints a summary.
 #
 # Environment (read by `shop test`, see `target/debug/shop test --help`):
 #   TEST_SKIP    steps to skip, e.g. TEST_SKIP="chaos newman" (local iterations; with CI set, as

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 /// Where an order is in its saga. `Completed`, `Failed` and `Cancelled` are final; a completed
 /// order may still be cancelled (`Completed -> Cancelling -> Cancelled`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Status {
@@ -324,8 +326,7 @@ pub async fn recent_finals(pool: &PgPool, window: Duration) -> Result<RecentFina
     sqlx::query_as::<_, RecentFinals>(
         "WITH recent AS ( \
             SELECT extract(epoch FROM updated_at - created_at) * 1000 AS ms FROM orders \
-            WHERE status IN ('completed', 'failed', 'cancelled') \
-              AND updated_at > now() - make_interval(secs => $1)) \
+            WHERE status = ANY($2) AND updated_at > now() - make_interval(secs => $1)) \
          SELECT count(*) AS count, \
                 percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::float8 AS p50_ms, \
                 percentile_cont(0.9) WITHIN GROUP (ORDER BY ms)::float8 AS p90_ms, \
@@ -333,6 +334,7 @@ pub async fn recent_finals(pool: &PgPool, window: Duration) -> Result<RecentFina
          FROM recent",
     )
     .bind(window.as_secs_f64())
+    .bind(Status::finals())
     .fetch_one(pool)
     .await
     .context("reading the orders finished recently")

@@ -47,7 +47,6 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 struct OrdersQuery {
     /// Only orders of this status.
-    #[param(value_type = Option<String>, pattern = "^(pending|compensating|completed|failed|cancelling|cancelled)$")]
     status: Option<Status>,
     /// At most this many (default 100).
     #[param(minimum = 1, maximum = 1000)]

@@ -91,7 +91,6 @@ pub(crate) struct OrderView {
     id: Uuid,
     amount: Money,
     details: DetailsView,
-    #[schema(value_type = String, example = "completed", pattern = "^(pending|compensating|completed|failed|cancelling|cancelled)$")]
     status: Status,
     /// `null` while the saga runs.
     success: Option<bool>,

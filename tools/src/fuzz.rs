@@ -124,15 +124,16 @@ pub async fn fuzz(base_url: &str, args: &FuzzArgs) -> Result<FuzzResult> {
 }
 
 fn read_reports(json: &Path, har: &Path) -> Result<FuzzResult> {
-    let read = |path: &Path| -> Result<serde_json::Value> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
     };
-    let (run, requests) = (read(json)?, read(har)?);
+    let parse = |path: &Path, text: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(text).with_context(|| format!("parsing {}", path.display()))
+    };
+    let run_text = read(json)?;
+    let (run, requests) = (parse(json, &run_text)?, parse(har, &read(har)?)?);
     // The seed is a 128-bit integer: as written, not as a JSON number (an f64) would read it.
-    let text = std::fs::read_to_string(json)?;
-    let seed: String = text
+    let seed: String = run_text
         .split_once("\"seed\":")
         .map(|(_, after)| {
             after

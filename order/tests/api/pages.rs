@@ -1,4 +1,4 @@
-//! The shop page, the console and their assets: served with their content types and a policy that
+//! The shop page, the console, the API page and document, and their assets: served with their content types and a policy that
 //! lets them load nothing from another host.
 
 use crate::spawn_app;
@@ -18,6 +18,12 @@ async fn the_pages_and_assets_are_served_with_a_same_origin_policy() {
             "export async function call",
         ),
         ("/assets/app.css", "text/css", ".timeline"),
+        ("/api/docs", "text/html", "/assets/docs.js"),
+        (
+            "/api/openapi.json",
+            "application/json",
+            "\"openapi\": \"3.1",
+        ),
     ] {
         let res = app.get_anonymous(path).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
