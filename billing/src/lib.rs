@@ -8,5 +8,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use db::CHARGES;
+pub use db::{CHARGES, create_account};
 pub use startup::{build_router, openapi, run};

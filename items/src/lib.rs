@@ -7,5 +7,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use db::RESERVATIONS;
+pub use db::{RESERVATIONS, seed};
 pub use startup::{openapi, run};

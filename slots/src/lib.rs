@@ -7,5 +7,5 @@ mod routes;
 mod startup;
 
 pub use config::Config;
-pub use db::BOOKINGS;
+pub use db::{BOOKINGS, seed};
 pub use startup::{openapi, run};

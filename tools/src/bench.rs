@@ -14,24 +14,36 @@
 //!    - `--db-connections` per service: fewer backends competing;
 //!    - Postgres group commit (`--pg-opts`); fsync and synchronous_commit stay on: every commit
 //!      is durable.
-//! 3. Runs loadgen (src/bin/loadgen.rs) twice, each with its own fresh users: (a) maximum
-//!    throughput, `--concurrency` orders in flight; (b) latency at a fixed `--rate`.
-//! 4. Prints both summaries and their `RESULT {json}` lines, also saved in
-//!    `.state/bench-last.txt`, and stops the stack (also on failure or Ctrl-C).
+//! 3. Measures the floor on the same Postgres (src/floor.rs: pgbench doing a completed saga's
+//!    durable work, nothing else), first at each of [`FLOOR_CLIENTS`] to find the client count
+//!    that maximises it.
+//! 4. `--runs` rounds, each: the floor at that client count, then loadgen (src/bin/loadgen.rs),
+//!    each with its own fresh users, (a) at maximum throughput, `--concurrency` orders in flight,
+//!    and (b) at a fixed `--rate` — interleaved, so that the ratio compares figures of the same
+//!    minutes on a machine whose speed drifts.
+//! 5. Prints every run, then one `RESULT {json}` line per kind of run: the median over the rounds
+//!    with the spread (min, max, every run's figure); latency percentiles are the median run's;
+//!    the throughput line carries `floor_sagas_per_s` and `floor_ratio` = sagas/s / floor. All of
+//!    it is also saved in `.state/bench-last.txt`; the stack is stopped (also on failure or
+//!    Ctrl-C).
 //!
-//! loadgen runs on the same machine and takes CPU from the shop.
+//! loadgen runs on the same machine and takes CPU from the shop; pgbench takes less (one process,
+//! two threads) from the floor.
 
 use crate::{
     checks::{Interrupt, child_status},
+    floor,
     local::{self, repo_root},
-    procs,
+    procs, profile, stores,
 };
 use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
 use std::{
     fs::File,
     io::Write,
     path::{Path, PathBuf},
     process::Stdio,
+    time::Duration,
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -47,8 +59,8 @@ pub struct BenchArgs {
     /// Orders per second in the latency run.
     #[arg(long, env = "BENCH_RATE", default_value_t = 300)]
     pub rate: u32,
-    /// How long each run lasts (`30s`, `2m`).
-    #[arg(long, env = "BENCH_DURATION", default_value = "30s")]
+    /// How long each run lasts, the floor's included (`20s`, `2m`).
+    #[arg(long, env = "BENCH_DURATION", default_value = "20s")]
     pub duration: String,
     /// Users the orders are spread over (fresh ones per run).
     #[arg(long, env = "BENCH_USERS", default_value_t = 50)]
@@ -74,6 +86,18 @@ pub struct BenchArgs {
         allow_hyphen_values = true
     )]
     pub pg_opts: String,
+    /// Also measure, once, the fewer-commits design of floor-batched.pgbench at these batch sizes
+    /// (`8,32`; docs/PERFORMANCE.md): the floor if a participant applied that many orders' holds
+    /// per transaction.
+    #[arg(long, env = "BENCH_BATCH", value_delimiter = ',')]
+    pub batch: Vec<u32>,
+    /// Profile the first throughput run (src/profile.rs): CPU and context switches per saga by
+    /// process, commits and statements per saga by database, Redis commands per saga.
+    #[arg(long, env = "BENCH_PROFILE")]
+    pub profile: bool,
+    /// Rounds of (floor, throughput, latency): each figure is their median.
+    #[arg(long, env = "BENCH_RUNS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
     /// The services' log filter: per-request logging is not what is measured.
     #[arg(long, env = "RUST_LOG", default_value = "warn")]
     pub service_log: String,
@@ -120,63 +144,263 @@ async fn bench(args: &BenchArgs, state: &Path) -> Result<()> {
             ("TOKIO_WORKER_THREADS", args.worker_threads.to_string()),
             ("PG_UNIX_SOCKET", "1".to_owned()),
             ("DB_MAX_CONNECTIONS", args.db_connections.to_string()),
-            ("PG_EXTRA_OPTS", args.pg_opts.clone()),
+            ("PG_EXTRA_OPTS", pg_opts(args)),
         ],
     )
     .await?;
-    let base_url = env
-        .get("BASE_URL")
-        .context("the bench stack's env has no BASE_URL")?;
+    let setting = |name: &str| {
+        env.get(name)
+            .with_context(|| format!("the bench stack's env has no {name}"))
+    };
+    let base_url = setting("BASE_URL")?;
+    let floor = floor::Target {
+        host: stores::pg_home(&state.join("pg")).display().to_string(),
+        port: setting("PG_PORT")?
+            .parse()
+            .context("the bench stack's PG_PORT")?,
+        bin: PathBuf::from(setting("PG_BIN")?),
+        database: floor::DATABASE.to_owned(),
+    };
 
-    let runs = [
-        (
-            format!(
-                "(a) maximum throughput: {} orders in flight for {}",
-                args.concurrency, args.duration
+    let duration = humantime::parse_duration(&args.duration)
+        .with_context(|| format!("--duration {}", args.duration))?;
+    out.say("")?;
+    out.say("== the floor: pgbench, a completed saga's durable work per transaction ==")?;
+    floor::prepare(&floor).await?;
+    let mut best: Option<floor::Run> = None;
+    for clients in FLOOR_CLIENTS {
+        let run = floor::run(
+            &floor,
+            floor::Script::PerSaga,
+            clients,
+            floor::Length::Time(FLOOR_PROBE),
+        )
+        .await?;
+        out.say(&format!(
+            "probe    {clients:>3} clients: {:.1} sagas/s",
+            run.sagas_per_s
+        ))?;
+        if best.is_none_or(|b| run.sagas_per_s > b.sagas_per_s) {
+            best = Some(run);
+        }
+    }
+    let floor_clients = best.context("no floor probe ran")?.clients;
+    out.say(&format!("the floor is measured at {floor_clients} clients"))?;
+    let mut batched = serde_json::Map::new();
+    for &batch in &args.batch {
+        let script = floor::Script::Batched(batch);
+        let run = floor::run(&floor, script, floor_clients, floor::Length::Time(duration)).await?;
+        out.say(&format!(
+            "batched  {:.1} sagas/s in batches of {batch} ({floor_clients} clients, {})",
+            run.sagas_per_s, args.duration
+        ))?;
+        batched.insert(batch.to_string(), json!(round1(run.sagas_per_s)));
+    }
+
+    let loads = [
+        Load {
+            mode: "concurrency",
+            title: format!(
+                "(a) maximum throughput: {} orders in flight",
+                args.concurrency
             ),
-            ["--concurrency".to_owned(), args.concurrency.to_string()],
-        ),
-        (
-            format!(
-                "(b) latency at a fixed {} orders/s for {}",
-                args.rate, args.duration
-            ),
-            ["--rate".to_owned(), args.rate.to_string()],
-        ),
+            flags: ["--concurrency".to_owned(), args.concurrency.to_string()],
+        },
+        Load {
+            mode: "rate",
+            title: format!("(b) latency at a fixed {} orders/s", args.rate),
+            flags: ["--rate".to_owned(), args.rate.to_string()],
+        },
     ];
-    let mut results = Vec::new();
-    for (title, load) in runs {
+    let mut floors = Vec::new();
+    let mut results: Vec<Vec<Value>> = vec![Vec::new(); loads.len()];
+    for round in 1..=args.runs {
         out.say("")?;
-        out.say(&format!("== {title} =="))?;
-        out.say(&format!("loadgen {}", load.join(" ")))?;
-        let mut loadgen = Command::new(bin_dir.join("loadgen"));
-        loadgen
-            .args(["--base-url", base_url, "--users", &args.users.to_string()])
-            .args(["--mix", &args.mix, "--duration", &args.duration])
-            .args(&load)
-            .env("TOKIO_WORKER_THREADS", args.worker_threads.to_string())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
-        // Progress goes to stderr (the terminal only); the summary and the RESULT line to stdout,
-        // kept in the output file too.
-        let mut child = loadgen.spawn().context("starting loadgen")?;
-        let mut lines = BufReader::new(child.stdout.take().context("loadgen's stdout")?).lines();
-        while let Some(line) = lines.next_line().await.context("reading loadgen")? {
-            out.say(&line)?;
-            if let Some(json) = line.strip_prefix("RESULT ") {
-                results.push(json.to_owned());
+        out.say(&format!("== round {round} of {} ==", args.runs))?;
+        let run = floor::run(
+            &floor,
+            floor::Script::PerSaga,
+            floor_clients,
+            floor::Length::Time(duration),
+        )
+        .await?;
+        ensure!(run.failed == 0, "{} floor sagas failed", run.failed);
+        out.say(&format!(
+            "floor    {:.1} sagas/s ({floor_clients} clients, {})",
+            run.sagas_per_s, args.duration
+        ))?;
+        floors.push(run.sagas_per_s);
+        for (load, results) in loads.iter().zip(&mut results) {
+            out.say("")?;
+            out.say(&format!("-- {} for {} --", load.title, args.duration))?;
+            let run = loadgen(&mut out, args, &bin_dir, base_url, &load.flags);
+            if args.profile && round == 1 && load.mode == "concurrency" {
+                let sources = profile::Sources {
+                    bin_dir: bin_dir.clone(),
+                    postmaster_pid: PathBuf::from(setting("PG_DATA")?).join("postmaster.pid"),
+                    redis_pid: PathBuf::from(setting("REDIS_DIR")?).join("redis.pid"),
+                    nginx_pid: state.join("nginx/nginx.pid"),
+                    postgres: floor.options("postgres"),
+                    redis_url: setting("REDIS_URL")?.clone(),
+                };
+                let window = duration.mul_f64(0.6);
+                let (result, profile) =
+                    tokio::join!(run, profile::measure(&sources, duration / 10, window));
+                results.push(result?);
+                out.say("")?;
+                out.say("-- profile of this run --")?;
+                for line in profile? {
+                    out.say(&line)?;
+                }
+            } else {
+                results.push(run.await?);
             }
         }
-        let status = child.wait().await.context("waiting for loadgen")?;
-        ensure!(status.success(), "loadgen failed ({status})");
+    }
+
+    let floor_median = median(&floors);
+    let mut lines = vec![json!({
+        "mode": "floor",
+        "floor_sagas_per_s": round1(floor_median),
+        "clients": floor_clients,
+        "runs": floors.iter().copied().map(round1).collect::<Vec<_>>(),
+        "batched_sagas_per_s": batched,
+    })];
+    for (load, runs) in loads.iter().zip(results) {
+        let mut line = summary(load.mode, runs)?;
+        if load.mode == "concurrency" {
+            let sagas = line["sagas_per_s"].as_f64().unwrap_or(0.0);
+            line["floor_sagas_per_s"] = json!(round1(floor_median));
+            line["floor_ratio"] = json!((sagas / floor_median * 1000.0).round() / 1000.0);
+        }
+        lines.push(line);
     }
     out.say("")?;
-    out.say("== RESULT lines ==")?;
-    for result in &results {
-        out.say(result)?;
+    out.say("== RESULT lines (medians of the rounds) ==")?;
+    for line in lines {
+        out.say(&format!("RESULT {line}"))?;
     }
     eprintln!("==> saved in .state/bench-last.txt; stopping the stack");
     Ok(())
+}
+
+/// The bench's Postgres options: its group commit, and what a profile reads.
+fn pg_opts(args: &BenchArgs) -> String {
+    if args.profile {
+        format!("{} {}", args.pg_opts, profile::PG_OPTS)
+    } else {
+        args.pg_opts.clone()
+    }
+}
+
+/// The floor's client counts tried first, each for [`FLOOR_PROBE`]: the best one is measured.
+pub const FLOOR_CLIENTS: [u32; 4] = [8, 16, 32, 64];
+const FLOOR_PROBE: Duration = Duration::from_secs(5);
+
+/// One kind of loadgen run.
+struct Load {
+    /// loadgen's `mode` in its RESULT.
+    mode: &'static str,
+    title: String,
+    flags: [String; 2],
+}
+
+/// Runs loadgen once with `load`; returns its RESULT.
+async fn loadgen(
+    out: &mut Output,
+    args: &BenchArgs,
+    bin_dir: &Path,
+    base_url: &str,
+    load: &[String],
+) -> Result<Value> {
+    let mut loadgen = Command::new(bin_dir.join("loadgen"));
+    loadgen
+        .args(["--base-url", base_url, "--users", &args.users.to_string()])
+        .args(["--mix", &args.mix, "--duration", &args.duration])
+        .args(load)
+        .env("TOKIO_WORKER_THREADS", args.worker_threads.to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    // Progress goes to stderr (the terminal only); the summary and the RESULT line to stdout,
+    // kept in the output file too.
+    let mut child = loadgen.spawn().context("starting loadgen")?;
+    let mut lines = BufReader::new(child.stdout.take().context("loadgen's stdout")?).lines();
+    let mut result = None;
+    while let Some(line) = lines.next_line().await.context("reading loadgen")? {
+        out.say(&line)?;
+        if let Some(json) = line.strip_prefix("RESULT ") {
+            result = Some(serde_json::from_str(json).context("loadgen's RESULT")?);
+        }
+    }
+    let status = child.wait().await.context("waiting for loadgen")?;
+    ensure!(status.success(), "loadgen failed ({status})");
+    result.context("loadgen printed no RESULT")
+}
+
+/// The rounds of one kind of run as one line: the median sagas/s with every run's and their
+/// spread; the latency of the median run (by p99), with every run's p99.
+fn summary(mode: &str, runs: Vec<Value>) -> Result<Value> {
+    let figure = |run: &Value, pointer: &str| {
+        run.pointer(pointer)
+            .and_then(Value::as_f64)
+            .with_context(|| format!("loadgen's RESULT has no {pointer}: {run}"))
+    };
+    let sagas = runs
+        .iter()
+        .map(|r| figure(r, "/sagas_per_s"))
+        .collect::<Result<Vec<_>>>()?;
+    let p99 = runs
+        .iter()
+        .map(|r| figure(r, "/latency_ms/p99"))
+        .collect::<Result<Vec<_>>>()?;
+    let median_run = median_index(&p99).context("no runs")?;
+    let run = &runs[median_run];
+    let spread = |figures: &[f64]| {
+        json!({
+            "min": figures.iter().copied().fold(f64::INFINITY, f64::min),
+            "max": figures.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            "runs": figures,
+        })
+    };
+    Ok(json!({
+        "mode": mode,
+        "runs": runs.len(),
+        "sagas_per_s": round1(median(&sagas)),
+        "sagas_per_s_spread": spread(&sagas),
+        "latency_ms": run["latency_ms"],
+        "latency_from_run": median_run + 1,
+        "p99_ms_spread": spread(&p99),
+        "errors": runs.iter().map(|r| r["errors"].as_u64().unwrap_or(0)).sum::<u64>(),
+        "unexpected_outcomes": runs
+            .iter()
+            .map(|r| r["unexpected_outcomes"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
+        "requests_per_order": run["requests_per_order"],
+        "concurrency": run.get("concurrency"),
+        "rate": run.get("rate"),
+    }))
+}
+
+/// The median of `figures` (the mean of the middle two for an even count).
+fn median(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Which of `figures` is the median (the lower middle one for an even count).
+fn median_index(figures: &[f64]) -> Option<usize> {
+    let mut order: Vec<usize> = (0..figures.len()).collect();
+    order.sort_by(|&a, &b| figures[a].total_cmp(&figures[b]));
+    order.get(figures.len().saturating_sub(1) / 2).copied()
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
 }
 
 /// Lines printed and kept in `.state/bench-last.txt`.
@@ -250,4 +474,37 @@ async fn machine(args: &BenchArgs) -> Vec<String> {
             args.worker_threads, args.db_connections, args.pg_opts
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_run_is_the_middle_one() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median_index(&[30.0, 10.0, 20.0]), Some(2));
+        assert_eq!(median_index(&[40.0, 10.0, 30.0, 20.0]), Some(3));
+        assert_eq!(median_index(&[]), None);
+    }
+
+    #[test]
+    fn a_summary_keeps_every_runs_figure_and_the_median_runs_latency() {
+        let run = |sagas: f64, p99: f64| {
+            json!({"sagas_per_s": sagas, "latency_ms": {"p50": p99 / 2.0, "p99": p99},
+                   "errors": 1, "unexpected_outcomes": 0, "requests_per_order": 2.0})
+        };
+        let line = summary(
+            "concurrency",
+            vec![run(400.0, 90.0), run(500.0, 30.0), run(450.0, 60.0)],
+        )
+        .unwrap();
+        assert_eq!(line["sagas_per_s"], json!(450.0));
+        assert_eq!(line["sagas_per_s_spread"]["min"], json!(400.0));
+        assert_eq!(line["sagas_per_s_spread"]["max"], json!(500.0));
+        assert_eq!(line["latency_ms"]["p99"], json!(60.0));
+        assert_eq!(line["latency_from_run"], json!(3));
+        assert_eq!(line["errors"], json!(3));
+    }
 }

@@ -6,6 +6,7 @@ mod audit;
 mod chaos_teeth;
 mod crash;
 mod fault_proxy;
+mod floor;
 mod gateway;
 mod manifest;
 mod postgres_roles;
