@@ -32,6 +32,7 @@ use crate::{
 };
 use anyhow::Result;
 use backon::BackoffBuilder;
+use order_store::stream::Terms;
 use shop_common::{config::SecretString, redis::RedisPool};
 use std::{
     collections::HashMap,
@@ -261,7 +262,16 @@ impl Inner {
         } else {
             Mode::Normal
         };
-        match self.executor.run(order_id, mode).await? {
+        // Only a first delivery runs on the terms it carries: any later one follows what is
+        // recorded, since a run of it has begun before.
+        let announced = (deliveries == 1 && !poisoned)
+            .then(|| Terms::from_fields(&entry.fields))
+            .flatten();
+        let disposition = match announced {
+            Some(terms) => self.executor.run_new(&terms).await?,
+            None => self.executor.run(order_id, mode).await?,
+        };
+        match disposition {
             Disposition::Final(_) => self.stream.ack_final(&entry.id, order_id).await,
             Disposition::UnknownOrder => {
                 if !poisoned {

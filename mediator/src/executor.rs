@@ -31,7 +31,10 @@ use crate::{
 };
 use anyhow::{Result, bail};
 use backon::{ExponentialBuilder, Retryable};
-use order_store::db::{self, NewStep, Order, Status, StepKind, StepOutcome};
+use order_store::{
+    db::{self, NewStep, Order, Status, StepKind, StepOutcome},
+    stream::Terms,
+};
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -96,16 +99,25 @@ impl Executor {
         self.retrying(|| db::find_order(&self.pool, order_id)).await
     }
 
-    /// Drives `order_id` to a final state (or as far as it can until shutdown).
+    /// Drives `order_id` to a final state (or as far as it can until shutdown), from what is
+    /// recorded.
     pub async fn run(&self, order_id: Uuid, mode: Mode) -> Result<Disposition> {
         let Some(order) = self.load(order_id).await? else {
             return Ok(Disposition::UnknownOrder);
         };
         match (order.status, mode) {
             (Status::Pending, Mode::DeadLetter) => self.abort_unprocessable(&order).await,
-            (Status::Pending, Mode::Normal) => self.forward(&order).await,
+            (Status::Pending, Mode::Normal) => self.forward(&order.terms()).await,
             _ => self.follow(&order).await,
         }
+    }
+
+    /// Drives a new order, announced with its terms, to a final state without reading it: it
+    /// was `pending` when announced. If it has moved on since (a cancel, another run), the
+    /// forward steps meet the fence or the final transition's guard, and the run follows what is
+    /// recorded — the same race as a cancel arriving just after [`Self::run`]'s read.
+    pub async fn run_new(&self, order: &Terms) -> Result<Disposition> {
+        self.forward(order).await
     }
 
     /// Does what the recorded status of an order that is not (or no longer) pending asks.
@@ -118,7 +130,7 @@ impl Executor {
             Status::Failed | Status::Cancelled => self.undo_all_of_final(order).await,
             Status::Compensating | Status::Cancelling => {
                 let reason = recorded_reason(order);
-                self.compensate_then_finish(order, State::compensating_all(reason))
+                self.compensate_then_finish(order.id, order.status, State::compensating_all(reason))
                     .await
             }
             Status::Pending => bail!(
@@ -128,7 +140,7 @@ impl Executor {
         }
     }
 
-    async fn forward(&self, order: &Order) -> Result<Disposition> {
+    async fn forward(&self, order: &Terms) -> Result<Disposition> {
         metrics::counter!("sagas_started_total").increment(1);
         let started = Instant::now();
         let mut state = State::Pending.apply(Event::Start)?;
@@ -169,7 +181,10 @@ impl Executor {
             .await?;
         let disposition = match to {
             _ if !moved => self.follow_recorded(order.id).await?,
-            Status::Compensating => self.compensate_then_finish(order, state.clone()).await?,
+            Status::Compensating => {
+                self.compensate_then_finish(order.id, Status::Compensating, state.clone())
+                    .await?
+            }
             Status::Failed => {
                 count_final(Status::Failed, reason.unwrap_or_default());
                 Disposition::Final(Status::Failed)
@@ -187,33 +202,39 @@ impl Executor {
     }
 
     /// Runs the compensations `state` asks for, then records the end of the undoing the order is
-    /// in: `compensating -> failed`, or, for the customer's cancel, `cancelling -> cancelled`.
-    async fn compensate_then_finish(&self, order: &Order, mut state: State) -> Result<Disposition> {
-        let log = match self.compensate(order.id, &mut state).await {
+    /// in (`from`): `compensating -> failed`, or, for the customer's cancel, `cancelling ->
+    /// cancelled`.
+    async fn compensate_then_finish(
+        &self,
+        order_id: Uuid,
+        from: Status,
+        mut state: State,
+    ) -> Result<Disposition> {
+        let log = match self.compensate(order_id, &mut state).await {
             Some(log) => log,
             None => return Ok(Disposition::Abandoned),
         };
         let State::Failed(reason) = &state else {
-            bail!("compensations of order {} ended in {state:?}", order.id);
+            bail!("compensations of order {order_id} ended in {state:?}");
         };
-        let (from, to) = match order.status {
-            Status::Cancelling => (Status::Cancelling, Status::Cancelled),
-            _ => (Status::Compensating, Status::Failed),
+        let to = match from {
+            Status::Cancelling => Status::Cancelled,
+            Status::Compensating => Status::Failed,
+            other => bail!("order {order_id} is undone from {other:?}, not from an abort"),
         };
         // The reason recorded with the abort decision (or the cancel) stays.
         if self
-            .retrying(|| db::transition(&self.pool, order.id, from, to, None, &log))
+            .retrying(|| db::transition(&self.pool, order_id, from, to, None, &log))
             .await?
         {
             count_final(to, reason);
             return Ok(Disposition::Final(to));
         }
         // Another run of this order finished the compensations first.
-        match self.load(order.id).await? {
+        match self.load(order_id).await? {
             Some(o) if o.status == to => Ok(Disposition::Final(to)),
             other => bail!(
-                "order {} left {from:?} to {:?}",
-                order.id,
+                "order {order_id} left {from:?} to {:?}",
                 other.map(|o| o.status)
             ),
         }
@@ -250,7 +271,13 @@ impl Executor {
     /// This run lost a guarded transition: do what the recorded status says.
     async fn follow_recorded(&self, order_id: Uuid) -> Result<Disposition> {
         let Some(order) = self.load(order_id).await? else {
-            bail!("order {order_id} vanished during its saga");
+            // Only a run on announced terms ([`Self::run_new`]) gets here without having read the
+            // order: whatever it took for an order that does not exist is given back.
+            let mut undo = State::compensating_all(UNPROCESSABLE_REASON);
+            return Ok(match self.compensate(order_id, &mut undo).await {
+                Some(_) => Disposition::UnknownOrder,
+                None => Disposition::Abandoned,
+            });
         };
         // Our actions may have gone past what the winner undid: `follow` undoes them.
         self.follow(&order).await
@@ -285,7 +312,8 @@ impl Executor {
         if !decided {
             return self.follow_recorded(order.id).await;
         }
-        self.compensate_then_finish(order, State::compensating_all(UNPROCESSABLE_REASON))
+        let undo = State::compensating_all(UNPROCESSABLE_REASON);
+        self.compensate_then_finish(order.id, Status::Compensating, undo)
             .await
     }
 }

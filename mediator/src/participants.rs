@@ -16,7 +16,7 @@ use crate::{
 };
 use anyhow::Result;
 use backon::{ExponentialBuilder, Retryable};
-use order_store::db::Order;
+use order_store::stream::Terms;
 use reqwest::{Method, StatusCode};
 use shop_common::{
     client::InternalClient, config::InternalTokenConfig, error::ErrorBody, ledger::HoldRequest,
@@ -106,7 +106,7 @@ impl Participants {
     }
 
     /// The step's action for `order`, retried until it has an answer or the deadline passes.
-    pub async fn act(&self, step: &Step, order: &Order) -> ActionOutcome {
+    pub async fn act(&self, step: &Step, order: &Terms) -> ActionOutcome {
         let client = self.client(step.participant);
         let path = format!("/internal/{}/{}", step.route, order.id);
         let request_id = order.id.to_string();

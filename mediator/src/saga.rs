@@ -30,7 +30,7 @@
 //!   later action of any run for this order is refused with `order_cancelled`, so nothing can be
 //!   taken after the order failed, whoever is still running.
 
-use order_store::db::Order;
+use order_store::stream::Terms;
 use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,8 +63,8 @@ pub struct Step {
     pub route: &'static str,
     /// The order's reason when the participant refuses (409).
     pub rejection_reason: &'static str,
-    pub resource: fn(&Order) -> String,
-    pub quantity: fn(&Order) -> i64,
+    pub resource: fn(&Terms) -> String,
+    pub quantity: fn(&Terms) -> i64,
 }
 
 pub static STEPS: [Step; 3] = [

@@ -1,6 +1,7 @@
 //! All SQL on the `orders` database: the order API's and the mediator's. Both services reach it
 //! only through these functions, so every status transition and its guard is written here, once.
 
+use crate::stream::Terms;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use shop_common::domain::Money;
@@ -139,6 +140,19 @@ pub struct Order {
     pub published_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+impl Order {
+    /// What its saga needs of it.
+    pub fn terms(&self) -> Terms {
+        Terms {
+            id: self.id,
+            username: self.username.clone(),
+            amount: self.amount,
+            item: self.item,
+            slot: self.slot.clone(),
+        }
+    }
 }
 
 macro_rules! order_columns {

@@ -16,7 +16,10 @@
 //! unfinished orders are published twice).
 
 use anyhow::{Context, Result};
-use order_store::{db, stream::FIELD};
+use order_store::{
+    db::{self, Order},
+    stream::FIELD,
+};
 use shop_common::redis::RedisPool;
 use sqlx::PgPool;
 use std::{collections::VecDeque, sync::Arc, time::Duration};
@@ -61,9 +64,24 @@ impl Outbox {
         &self.redis
     }
 
-    /// Puts the stored order `id` on the stream. An error leaves it to the sweep.
+    /// Puts a newly stored order on the stream, with its saga's terms (the mediator's first run
+    /// need not read them back). An error leaves it to the sweep.
+    pub async fn publish_new(&self, order: &Order) -> Result<()> {
+        self.publish_entry(order.id, order.terms().fields()).await
+    }
+
+    /// Puts the stored order `id` on the stream again, the id alone: the mediator reads what is
+    /// recorded (a cancel). An error leaves it to the sweep.
     pub async fn publish(&self, id: Uuid) -> Result<()> {
-        xadd(&self.redis, &self.stream, &[id]).await?;
+        self.publish_entry(id, [(FIELD, id.to_string())]).await
+    }
+
+    async fn publish_entry<const N: usize>(
+        &self,
+        id: Uuid,
+        fields: [(&'static str, String); N],
+    ) -> Result<()> {
+        send(&self.redis, &self.stream, [fields]).await?;
         if self.published.try_send((id, Instant::now())).is_err() {
             metrics::counter!("order_publish_flag_dropped_total").increment(1);
         }
@@ -71,19 +89,36 @@ impl Outbox {
     }
 }
 
-/// XADDs one entry per id, in one round trip, within [`PUBLISH_TIMEOUT`].
+/// XADDs one entry per id, the id alone (the mediator reads the order), in one round trip, within
+/// [`PUBLISH_TIMEOUT`].
 pub async fn xadd(redis: &RedisPool, stream: &str, ids: &[Uuid]) -> Result<()> {
+    send(
+        redis,
+        stream,
+        ids.iter().map(|id| [(FIELD, id.to_string())]),
+    )
+    .await
+}
+
+/// XADDs one entry per item of `entries`, in one round trip, within [`PUBLISH_TIMEOUT`].
+async fn send<E>(
+    redis: &RedisPool,
+    stream: &str,
+    entries: impl IntoIterator<Item = E>,
+) -> Result<()>
+where
+    E: IntoIterator<Item = (&'static str, String)>,
+{
+    let mut pipe = ::redis::pipe();
+    for fields in entries {
+        let xadd = pipe.cmd("XADD").arg(stream).arg("*");
+        for (name, value) in fields {
+            xadd.arg(name).arg(value);
+        }
+        xadd.ignore();
+    }
     let send = async {
         let mut conn = redis.get().await.context("taking a Redis connection")?;
-        let mut pipe = ::redis::pipe();
-        for id in ids {
-            pipe.cmd("XADD")
-                .arg(stream)
-                .arg("*")
-                .arg(FIELD)
-                .arg(id.to_string())
-                .ignore();
-        }
         pipe.query_async::<()>(&mut *conn)
             .await
             .context("XADD to the orders stream")

@@ -186,7 +186,7 @@ async fn create(
     };
     let (order, status) = match db::insert_order(&state.pool, &new).await? {
         Inserted::Created(order) => {
-            if let Err(e) = state.outbox.publish(order.id).await {
+            if let Err(e) = state.outbox.publish_new(&order).await {
                 // The order is stored: the sweep publishes it once Redis is back.
                 tracing::warn!(order_id = %order.id, "order left for the sweep: {e:#}");
             }

@@ -271,3 +271,58 @@ async fn acknowledged_entries_are_trimmed_from_the_stream() {
     .await;
     mediator.stop().await.unwrap();
 }
+
+/// A new order's entry carries its terms and the mediator runs on them; an announcement that is
+/// stale by the time it is read (a duplicate of an order since completed and cancelled) takes
+/// nothing for good: the fence refuses its actions and the order stays as recorded.
+#[tokio::test]
+async fn announced_orders_run_on_their_terms_and_a_stale_announcement_takes_nothing() {
+    let world = World::new().await;
+    let mediator = spawn_app(world.config("c1")).await;
+    let id = world.new_order().await;
+    let terms = world.terms(id).await;
+    world.announce(&terms).await;
+    assert_eq!(world.wait_final(id).await, (Status::Completed, None));
+    for fake in world.fakes.all() {
+        assert_eq!(fake.hold(id), Some(Hold::Held), "{}", fake.name);
+    }
+
+    let cancel = db::request_cancel(&world.pool, &terms.username, id)
+        .await
+        .unwrap();
+    assert!(matches!(cancel, db::Cancel::Requested(_)), "{cancel:?}");
+    world.publish(id).await;
+    assert_eq!(world.wait_final(id).await.0, Status::Cancelled);
+    world.wait_all_acknowledged().await;
+
+    world.announce(&terms).await;
+    world.wait_all_acknowledged().await;
+    assert_eq!(world.status(id).await.0, Status::Cancelled);
+    for fake in world.fakes.all() {
+        assert_eq!(fake.hold(id), Some(Hold::Released), "{}", fake.name);
+    }
+    mediator.stop().await.unwrap();
+}
+
+/// An entry announcing an order that is not stored: what its run took is given back, and the
+/// entry is dead-lettered.
+#[tokio::test]
+async fn an_announced_order_that_is_not_stored_holds_nothing() {
+    let world = World::new().await;
+    let mediator = spawn_app(world.config("c1")).await;
+    let mut terms = world.terms(world.new_order().await).await;
+    terms.id = Uuid::now_v7();
+    world.announce(&terms).await;
+    let dead = world.dead_letter_stream();
+    eventually(WAIT, "a dead letter", async || {
+        world.entries(&dead).await.ids.len() == 1
+    })
+    .await;
+    world.wait_all_acknowledged().await;
+    for fake in world.fakes.all() {
+        assert_ne!(fake.hold(terms.id), Some(Hold::Held), "{}", fake.name);
+    }
+    let letters = world.entries(&dead).await;
+    assert_eq!(field(&letters.ids[0], dead_letter::REASON), "unknown order");
+    mediator.stop().await.unwrap();
+}

@@ -19,7 +19,7 @@ use mediator::{
 };
 use order_store::{
     db::{self, Inserted, NewOrder, Status},
-    stream::Streams,
+    stream::{Streams, Terms},
 };
 use redis::streams::{StreamPendingReply, StreamRangeReply};
 use shop_common::{
@@ -202,10 +202,26 @@ impl World {
         self.query(&cmd).await
     }
 
-    /// Publishes `id` as the order API does.
+    /// Publishes `id` as the order API does again (a cancel, the sweep): the id alone.
     pub async fn publish(&self, id: Uuid) {
         self.xadd(&[(order_store::stream::FIELD, &id.to_string())])
             .await;
+    }
+
+    /// Publishes `terms` as the order API does for a new order: with the saga's terms.
+    pub async fn announce(&self, terms: &Terms) {
+        let fields = terms.fields();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.xadd(&fields).await;
+    }
+
+    /// The terms of the stored order `id`.
+    pub async fn terms(&self, id: Uuid) -> Terms {
+        db::find_order(&self.pool, id)
+            .await
+            .unwrap()
+            .expect("the order is stored")
+            .terms()
     }
 
     pub async fn create_group(&self) {
