@@ -1,8 +1,9 @@
 //! Running one order's saga: load the order, follow what is recorded, perform what the state
 //! machine ([`crate::saga`]) asks, and store the outcome with guarded transitions.
 //!
-//! Database work per saga: one SELECT, then one statement that moves the status AND appends the
-//! saga log (so a successful saga is 2 round trips and 1 write commit). An abort adds exactly one
+//! Database work per saga: one statement that moves the status AND appends the saga log (so a
+//! successful saga is 1 round trip and 1 commit), after one SELECT unless the stream entry carried
+//! the order's terms (its first delivery, [`Executor::run_new`]). An abort adds exactly one
 //! statement: the decision (`pending -> compensating`, with the log so far) is committed BEFORE
 //! any compensation, and `compensating -> failed` (with the compensations) after the last one. An
 //! order whose first step is refused goes `pending -> failed` at once: nothing is held.
