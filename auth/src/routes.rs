@@ -8,18 +8,17 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shop_common::config::ExposeSecret;
 use shop_common::{
     ApiError,
+    api::{Credentials, RefreshRequest, Tokens, UserView},
     auth::TokenKind,
     client::REQUEST_ID_HEADER,
     error::ErrorBody,
     json::ApiJson,
     openapi::{BodyRefusals, RateLimited, Unavailable},
 };
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 pub fn public() -> OpenApiRouter<AppState> {
@@ -78,49 +77,19 @@ async fn sign_up(
     ))
 }
 
-#[derive(Serialize, ToSchema)]
-struct UserView {
-    username: String,
-    email: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[schema(example = json!({"username": "alice", "password": "secret-pass-1"}))]
-struct Credentials {
-    username: String,
-    #[schema(format = Password)]
-    password: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Tokens {
-    /// For `Authorization: Bearer <access>`.
-    access: String,
-    /// For `POST /api/token/refresh`; only `POST /api/token` issues one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refresh: Option<String>,
-    #[schema(example = "Bearer")]
-    token_type: &'static str,
-    /// Seconds the access token is valid.
-    expires_in: u64,
-}
-
-impl Tokens {
-    /// A new access token for `username`, with the role the configuration gives them now (so
-    /// removing an operator takes effect at their next refresh), and `refresh` if one is issued.
-    fn new(state: &AppState, username: &str, refresh: Option<String>) -> Result<Self, ApiError> {
-        let role = state.config.role_of(username);
-        let access =
-            state
-                .jwt
-                .issue_with_role(username, role, TokenKind::Access, state.access_ttl)?;
-        Ok(Self {
-            access,
-            refresh,
-            token_type: "Bearer",
-            expires_in: state.access_ttl.as_secs(),
-        })
-    }
+/// A new access token for `username`, with the role the configuration gives them now (so removing
+/// an operator takes effect at their next refresh), and `refresh` if one is issued.
+fn tokens(state: &AppState, username: &str, refresh: Option<String>) -> Result<Tokens, ApiError> {
+    let role = state.config.role_of(username);
+    let access = state
+        .jwt
+        .issue_with_role(username, role, TokenKind::Access, state.access_ttl)?;
+    Ok(Tokens {
+        access,
+        refresh,
+        token_type: "Bearer".into(),
+        expires_in: state.access_ttl.as_secs(),
+    })
 }
 
 /// Logs in: an access token and a refresh token.
@@ -144,13 +113,7 @@ async fn token(
     let refresh = state
         .jwt
         .issue(&c.username, TokenKind::Refresh, state.refresh_ttl)?;
-    Ok(Json(Tokens::new(&state, &c.username, Some(refresh))?))
-}
-
-#[derive(Deserialize, ToSchema)]
-struct RefreshRequest {
-    /// The `refresh` token of `POST /api/token`.
-    refresh: String,
+    Ok(Json(tokens(&state, &c.username, Some(refresh))?))
 }
 
 /// A new access token for a refresh token.
@@ -171,5 +134,5 @@ async fn refresh(
     if !db::user_exists(&state.pool, &claims.sub).await? {
         return Err(AuthError::InvalidCredentials.into());
     }
-    Ok(Json(Tokens::new(&state, &claims.sub, None)?))
+    Ok(Json(tokens(&state, &claims.sub, None)?))
 }

@@ -2,8 +2,8 @@
 //! ledger's SQL itself is the shared one in `shop_common::ledger`), the accounts and their deposits.
 
 use anyhow::{Context, Result};
-use serde::Serialize;
 use shop_common::{
+    api::Account,
     domain::{Money, Username},
     ledger::{KeyType, LedgerSpec, OwnTables, Resources},
 };
@@ -25,15 +25,6 @@ pub static CHARGES: LedgerSpec = LedgerSpec {
     },
     tables: OwnTables::new("accounts", include_str!("tables.sql")),
 };
-
-/// An account, as the database holds it and the account API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Account {
-    pub username: String,
-    pub email: String,
-    #[sqlx(try_from = "i64")]
-    pub wallet: Money,
-}
 
 /// Creates the account unless it exists; `true` if this call created it.
 pub async fn create_account(

@@ -2,7 +2,7 @@
 //! ledger's endpoints come from `shop_common::ledger`.
 
 use crate::{
-    db::{self, Account, Deposit},
+    db::{self, Deposit},
     error::BillingError,
     startup::AppState,
 };
@@ -10,13 +10,13 @@ use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
 use serde::Deserialize;
 use shop_common::{
     ApiError,
+    api::{Account, DepositRequest},
     auth::AuthUser,
-    domain::{Money, Username},
+    domain::Username,
     idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath},
     openapi::{CustomerRefusals, CustomerWrite, refusal},
 };
-use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 shop_common::answer_sets! {
@@ -62,12 +62,6 @@ async fn show_account(
         .await?
         .ok_or(BillingError::UnknownAccount(username))?;
     Ok(Json(account))
-}
-
-#[derive(Deserialize, ToSchema)]
-struct DepositRequest {
-    /// Added to the wallet.
-    amount: Money,
 }
 
 /// Tops up the caller's wallet; with an `Idempotency-Key`, a retry applies once.

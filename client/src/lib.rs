@@ -3,15 +3,24 @@
 //! end-to-end tests (as `tools::client`) and the services' own integration tests. It talks to one
 //! base URL per service ([`Endpoints`]): all the same behind the gateway, one per process in a test
 //! stack, or only the one service a test started.
+//!
+//! Its bodies, sent and read, are `shop_common::api`'s: the types the services themselves
+//! serialize and document, so a client reads an answer exactly as it was sent.
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use shop_common::domain::Money;
+use shop_common::{
+    api::{
+        Account, CreateOrder, Credentials, DepositRequest, Item, OrderView, Slot, Tokens, UserView,
+    },
+    domain::Money,
+};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use uuid::Uuid;
 
 /// Where each service's public API is.
 #[derive(Debug, Clone)]
@@ -95,77 +104,6 @@ pub struct User {
     pub token: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Account {
-    pub username: String,
-    pub email: String,
-    /// Currency units (`100.0`).
-    pub wallet: f64,
-}
-
-impl Account {
-    pub fn wallet_cents(&self) -> i64 {
-        (self.wallet * 100.0).round() as i64
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Item {
-    pub id: i64,
-    pub name: String,
-    pub price: f64,
-    pub stock: i64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Slot {
-    pub slot: String,
-    pub free_couriers: i64,
-}
-
-/// An order as the API shows it. Unknown fields are ignored; `saga` only comes with a single-order
-/// GET.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Order {
-    pub id: String,
-    #[serde(default)]
-    pub amount: Option<f64>,
-    #[serde(default)]
-    pub details: Value,
-    pub status: String,
-    #[serde(default)]
-    pub success: Option<bool>,
-    #[serde(default)]
-    pub reason: Option<String>,
-    #[serde(default)]
-    pub saga: Option<Vec<Value>>,
-}
-
-impl Order {
-    /// `completed`, `failed` or `cancelled`: the saga is over (a completed order may still be
-    /// cancelled).
-    pub fn is_final(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed" | "cancelled")
-    }
-}
-
-/// What an order asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    pub amount_cents: i64,
-    pub item: i64,
-    pub slot: String,
-}
-
-impl NewOrder {
-    pub fn body(&self) -> Value {
-        json!({
-            "amount": Money::from_minor(self.amount_cents),
-            "details": {"item": self.item, "slot": self.slot},
-        })
-    }
-}
-
 /// The longest single long poll [`ShopClient::wait_final`] asks for (`?wait_ms=`); the order API
 /// accepts up to 30 s. Short enough that a lost final-state signal (the server then answers at
 /// the end of the wait) or a dropped connection costs little, long enough that a saga, which
@@ -175,7 +113,7 @@ pub const LONG_POLL: Duration = Duration::from_secs(5);
 /// The outcome of waiting for an order to be final.
 #[derive(Debug, Clone)]
 pub struct Waited {
-    pub order: Order,
+    pub order: OrderView,
     /// GETs made: 1 when the order became final within the first long poll.
     pub requests: u32,
     /// GETs that failed transiently and were retried.
@@ -255,23 +193,25 @@ impl ShopClient {
 
     /// POST /api/auth/users/ (201).
     pub async fn sign_up(&self, username: &str, password: &str, email: &str) -> CallResult<()> {
+        // The body is auth's `NewUser`, which only deserializes (its password is a secret that
+        // never leaves auth); its JSON is these three strings.
         let req = self
             .request(Method::POST, &self.endpoints.auth, "/api/auth/users/")
             .json(&json!({"username": username, "password": password, "email": email}));
-        self.call::<Value>(format!("sign-up {username}"), req, &[StatusCode::CREATED])
+        self.call::<UserView>(format!("sign-up {username}"), req, &[StatusCode::CREATED])
             .await?;
         Ok(())
     }
 
     /// POST /api/token/: the access token.
     pub async fn token(&self, username: &str, password: &str) -> CallResult<String> {
-        #[derive(Deserialize)]
-        struct Tokens {
-            access: String,
-        }
+        let credentials = Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
         let req = self
             .request(Method::POST, &self.endpoints.auth, "/api/token/")
-            .json(&json!({"username": username, "password": password}));
+            .json(&credentials);
         let (_, t) = self
             .call::<Tokens>(format!("token {username}"), req, &[StatusCode::OK])
             .await?;
@@ -335,7 +275,9 @@ impl ShopClient {
         let mut req = self
             .request(Method::POST, &self.endpoints.billing, &path)
             .bearer_auth(&user.token)
-            .json(&json!({"amount": Money::from_minor(amount_cents)}));
+            .json(&DepositRequest {
+                amount: Money::from_minor(amount_cents),
+            });
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
         }
@@ -361,12 +303,12 @@ impl ShopClient {
     pub async fn create_order(
         &self,
         user: &User,
-        order: &NewOrder,
+        order: &CreateOrder,
         idempotency_key: Option<&str>,
-    ) -> CallResult<(StatusCode, Order)> {
+    ) -> CallResult<(StatusCode, OrderView)> {
         let mut req = self
             .order_request(Method::POST, user, "/api/orders/")
-            .json(&order.body());
+            .json(order);
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
         }
@@ -379,7 +321,7 @@ impl ShopClient {
     }
 
     /// POST /api/orders/{id}/cancel: 202 with the order (`cancelling`, or `cancelled` already).
-    pub async fn cancel_order(&self, user: &User, id: &str) -> CallResult<Order> {
+    pub async fn cancel_order(&self, user: &User, id: Uuid) -> CallResult<OrderView> {
         let req = self.order_request(Method::POST, user, &format!("/api/orders/{id}/cancel"));
         Ok(self
             .call(format!("cancel order {id}"), req, &[StatusCode::ACCEPTED])
@@ -388,13 +330,18 @@ impl ShopClient {
     }
 
     /// GET /api/orders/{id} (with its saga steps).
-    pub async fn order(&self, user: &User, id: &str) -> CallResult<Order> {
+    pub async fn order(&self, user: &User, id: Uuid) -> CallResult<OrderView> {
         self.order_waiting(user, id, Duration::ZERO).await
     }
 
     /// GET /api/orders/{id}?wait_ms=N: the order as soon as it is final, or after `wait` (whole
     /// milliseconds) as it is then. A zero `wait` is a plain read.
-    pub async fn order_waiting(&self, user: &User, id: &str, wait: Duration) -> CallResult<Order> {
+    pub async fn order_waiting(
+        &self,
+        user: &User,
+        id: Uuid,
+        wait: Duration,
+    ) -> CallResult<OrderView> {
         let path = match wait.as_millis() {
             0 => format!("/api/orders/{id}"),
             ms => format!("/api/orders/{id}?wait_ms={ms}"),
@@ -407,7 +354,7 @@ impl ShopClient {
     }
 
     /// GET /api/orders/{id} whatever the status: (status, body). For negative tests.
-    pub async fn order_raw(&self, user: &User, id: &str) -> CallResult<(StatusCode, Value)> {
+    pub async fn order_raw(&self, user: &User, id: Uuid) -> CallResult<(StatusCode, Value)> {
         let req = self.order_request(Method::GET, user, &format!("/api/orders/{id}"));
         let what = format!("order {id}");
         let resp = req.send().await.map_err(|source| CallError::Transport {
@@ -423,7 +370,7 @@ impl ShopClient {
     }
 
     /// GET /api/orders/: the user's orders, oldest first.
-    pub async fn orders(&self, user: &User) -> CallResult<Vec<Order>> {
+    pub async fn orders(&self, user: &User) -> CallResult<Vec<OrderView>> {
         let req = self.order_request(Method::GET, user, "/api/orders/");
         Ok(self
             .call(
@@ -440,7 +387,7 @@ impl ShopClient {
     /// is final or `timeout` passes (then the last error, or a `Decode` error saying it is still
     /// not final). Transient failures (the order API restarting) are retried after a short,
     /// growing pause, and counted.
-    pub async fn wait_final(&self, user: &User, id: &str, timeout: Duration) -> CallResult<Waited> {
+    pub async fn wait_final(&self, user: &User, id: Uuid, timeout: Duration) -> CallResult<Waited> {
         // A server that ignores `wait_ms` answers at once: then pause this long between requests,
         // so that it is polled, not hammered.
         const EARLY_ANSWER_PAUSE: Duration = Duration::from_millis(10);
@@ -456,7 +403,7 @@ impl ShopClient {
             let wait = deadline.saturating_duration_since(asked).min(longest);
             requests += 1;
             match self.order_waiting(user, id, wait).await {
-                Ok(order) if order.is_final() => {
+                Ok(order) if order.status.is_final() => {
                     return Ok(Waited {
                         order,
                         requests,
@@ -489,7 +436,7 @@ impl ShopClient {
 /// An accepted order POST.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    pub order: Order,
+    pub order: OrderView,
     /// POSTs made; more than one when the order API was down or answered 5xx.
     pub attempts: u32,
 }
@@ -501,7 +448,7 @@ impl ShopClient {
     pub async fn create_order_retrying(
         &self,
         user: &User,
-        order: &NewOrder,
+        order: &CreateOrder,
         idempotency_key: &str,
         timeout: Duration,
     ) -> CallResult<Accepted> {

@@ -57,8 +57,10 @@ string_newtype!(Username, |value| {
     }
 });
 
-/// Money in integer minor units (cents). On the wire it is a JSON number in currency units with at
-/// most two decimals (`12.5` is 1250); in the database it is always the integer.
+/// Money in integer minor units (cents) that a request carries: above 0 and at most
+/// [`Money::MAX_MINOR`]. On the wire it is a JSON number in currency units with at most two
+/// decimals (`12.5` is 1250); in the database it is always the integer. A wallet, which may be 0,
+/// is a [`Balance`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "serde_json::Number", into = "f64")]
 pub struct Money(i64);
@@ -76,26 +78,13 @@ impl Money {
     }
 
     pub fn units(self) -> f64 {
-        self.0 as f64 / 100.0
+        units(self.0)
     }
 
     /// Parses a decimal such as `"100"`, `"0.5"` or `"12.34"` into a positive amount.
     pub fn parse_positive(text: &str) -> Result<Self, String> {
         const RULE: &str = "must be a number greater than 0 with at most 2 decimals";
-        let (int, frac) = text.split_once('.').unwrap_or((text, ""));
-        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if int.is_empty() || !digits(int) || !digits(frac) || int.len() > 12 {
-            return Err(RULE.into());
-        }
-        let frac = frac.trim_end_matches('0');
-        if frac.len() > 2 {
-            return Err(RULE.into());
-        }
-        let int: i64 = int.parse().map_err(|_| RULE.to_string())?;
-        let frac: i64 = format!("{frac:0<2}")
-            .parse()
-            .map_err(|_| RULE.to_string())?;
-        let minor = int * 100 + frac;
+        let minor = parse_minor(text).ok_or(RULE)?;
         if minor <= 0 {
             return Err(RULE.into());
         }
@@ -104,6 +93,28 @@ impl Money {
         }
         Ok(Self(minor))
     }
+}
+
+/// A non-negative decimal with at most two decimals and at most 12 integer digits (`"12.34"`), in
+/// minor units; `None` for anything else (a sign, an exponent, a third decimal).
+fn parse_minor(text: &str) -> Option<i64> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || int.len() > 12 {
+        return None;
+    }
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > 2 {
+        return None;
+    }
+    let int: i64 = int.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    Some(int * 100 + frac)
+}
+
+/// Minor units as currency units, the wire form of [`Money`] and [`Balance`].
+fn units(minor: i64) -> f64 {
+    minor as f64 / 100.0
 }
 
 impl TryFrom<serde_json::Number> for Money {
@@ -130,6 +141,80 @@ impl From<Money> for f64 {
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+/// What a wallet holds, in integer minor units: 0 or more, with no upper bound but the 12 integer
+/// digits the wire form allows (a balance grows past what one request may carry). Its JSON is
+/// [`Money`]'s, a number in currency units; only a request's amount must be above 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "serde_json::Number", into = "f64")]
+pub struct Balance(i64);
+
+impl Balance {
+    pub const fn minor(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<serde_json::Number> for Balance {
+    type Error = &'static str;
+    fn try_from(n: serde_json::Number) -> Result<Self, Self::Error> {
+        parse_minor(&n.to_string())
+            .map(Self)
+            .ok_or("must be a number of at least 0 with at most 2 decimals")
+    }
+}
+
+/// The database's `CHECK (wallet >= 0)` makes a negative one a corrupt row, not a balance.
+impl TryFrom<i64> for Balance {
+    type Error = &'static str;
+    fn try_from(minor: i64) -> Result<Self, Self::Error> {
+        if minor >= 0 {
+            Ok(Self(minor))
+        } else {
+            Err("a balance must not be negative")
+        }
+    }
+}
+
+impl From<Balance> for f64 {
+    fn from(b: Balance) -> Self {
+        units(b.0)
+    }
+}
+
+/// A catalog item's id: a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct ItemId(i64);
+
+impl ItemId {
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for ItemId {
+    type Error = &'static str;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        if value > 0 {
+            Ok(Self(value))
+        } else {
+            Err("must be a positive integer")
+        }
+    }
+}
+
+impl From<ItemId> for i64 {
+    fn from(id: ItemId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for ItemId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -180,6 +265,24 @@ mod tests {
             "100.0"
         );
         assert_eq!(Money::from_minor(1234).to_string(), "12.34");
+    }
+
+    #[test]
+    fn balances_may_be_zero_but_not_negative() {
+        let balance = |json: &str| serde_json::from_str::<Balance>(json).map(Balance::minor);
+        assert_eq!(balance("0").unwrap(), 0);
+        assert_eq!(balance("150.25").unwrap(), 15_025);
+        assert_eq!(
+            balance("2000000").unwrap(),
+            200_000_000,
+            "above a request's maximum"
+        );
+        for bad in ["-1", "0.001", "\"5\""] {
+            assert!(balance(bad).is_err(), "{bad} should be rejected");
+        }
+        assert!(Balance::try_from(-1).is_err());
+        let zero = Balance::try_from(0).unwrap();
+        assert_eq!(serde_json::to_string(&zero).unwrap(), "0.0");
     }
 
     #[test]

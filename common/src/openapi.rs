@@ -4,11 +4,11 @@
 //! documents are merged into one by the `openapi` crate.
 
 use crate::{
-    domain::{Money, SlotTime, Username},
+    domain::{Balance, Money, SlotTime, Username},
     error::ErrorBody,
 };
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 pub use utoipa::IntoResponses;
 use utoipa::{
     Modify, PartialSchema, ToSchema,
@@ -84,6 +84,20 @@ schemas! {
     Username => text("3 to 32 letters, digits, '_', '.' or '-'.", "^[A-Za-z0-9_.-]{3,32}$", "alice")
         .min_length(Some(3))
         .max_length(Some(32));
+}
+
+/// A balance's JSON is [`Money`]'s, and so is its schema: the document names one `Money`, whose
+/// description says that a balance may exceed what a request carries.
+impl PartialSchema for Balance {
+    fn schema() -> RefOr<Schema> {
+        Money::schema()
+    }
+}
+
+impl ToSchema for Balance {
+    fn name() -> Cow<'static, str> {
+        Money::name()
+    }
 }
 
 /// Answers by status, as `IntoResponses` gives them.

@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 use shop_common::{
-    domain::Money,
+    api::Item,
     ledger::{KeyType, LedgerSpec, OwnTables, Resources, Seed},
 };
 use sqlx::PgPool;
@@ -40,17 +40,6 @@ const CATALOG: [(i64, &str, i64); 10] = [
     (9, "Free-range eggs x10", 389),
     (10, "Maple syrup 250 ml", 1250),
 ];
-
-/// A catalog entry, as the database holds it and `GET /api/items` shows it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
-pub struct Item {
-    pub id: i64,
-    pub name: String,
-    #[sqlx(try_from = "i64")]
-    pub price: Money,
-    /// What is still available to reserve.
-    pub stock: i64,
-}
 
 /// The statement inserting the catalog rows that are missing, each with `stock`; existing rows (and
 /// their stock) are left alone, so a restart never resets what the saga has reserved.

@@ -7,7 +7,7 @@ use crate::db;
 shop_common::public_listing!(
     "/api/items",
     "listItems",
-    db::Item,
+    shop_common::api::Item,
     db::list_items,
     "The catalog: every item with its price and the stock left."
 );

@@ -3,7 +3,7 @@
 
 use crate::stream::Terms;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use shop_common::domain::Money;
 use sqlx::{
     Arguments, FromRow, PgExecutor, PgPool, Row, error::BoxDynError, postgres::PgArguments,
@@ -12,57 +12,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Where an order is in its saga. `Completed`, `Failed` and `Cancelled` are final; a completed
-/// order may still be cancelled (`Completed -> Cancelling -> Cancelled`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, sqlx::Type, utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-#[sqlx(type_name = "text", rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Compensating,
-    Completed,
-    Failed,
-    /// The customer cancelled it: every step is being compensated.
-    Cancelling,
-    Cancelled,
-}
-
-impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Compensating,
-        Status::Completed,
-        Status::Failed,
-        Status::Cancelling,
-        Status::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Compensating => "compensating",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Cancelling => "cancelling",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
-    }
-
-    /// The final statuses as stored, for SQL (`status = ANY($1)`).
-    pub fn finals() -> Vec<&'static str> {
-        Self::ALL
-            .into_iter()
-            .filter(|s| s.is_final())
-            .map(Status::as_str)
-            .collect()
-    }
-}
+// The statuses and the saga log's rows are the API's types (an order view shows them as stored):
+// re-exported, so that the order API and the mediator name them with the queries that use them.
+pub use shop_common::api::{SagaStep, Status, StepKind, StepOutcome};
 
 /// The reason of an order the customer cancelled.
 pub const CANCELLED_REASON: &str = "Cancelled by the customer";
@@ -445,42 +397,6 @@ pub async fn mark_republished(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(
 
 // ------------------------------------------------------------------ the saga (mediator)
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
-    Action,
-    Compensation,
-    /// The customer's cancel request (participant `customer`).
-    Cancel,
-}
-
-impl StepKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Action => "action",
-            StepKind::Compensation => "compensation",
-            StepKind::Cancel => "cancel",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepOutcome {
-    Ok,
-    Rejected,
-    /// Transient failures until the deadline: the participant may or may not have acted.
-    Unknown,
-}
-
-impl StepOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepOutcome::Ok => "ok",
-            StepOutcome::Rejected => "rejected",
-            StepOutcome::Unknown => "unknown",
-        }
-    }
-}
-
 /// One participant call, to be appended to the saga log.
 #[derive(Debug, Clone)]
 pub struct NewStep {
@@ -489,20 +405,6 @@ pub struct NewStep {
     pub outcome: StepOutcome,
     pub error_code: Option<String>,
     pub started_at: OffsetDateTime,
-    pub finished_at: OffsetDateTime,
-}
-
-/// A row of the saga log, as the API shows it.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct SagaStep {
-    pub seq: i32,
-    pub participant: String,
-    pub kind: String,
-    pub outcome: String,
-    pub error_code: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub started_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
     pub finished_at: OffsetDateTime,
 }
 

@@ -5,20 +5,18 @@
 
 use crate::{
     error::OrderError,
-    routes::{OrderView, SagaView, UnknownOrder},
+    routes::{SagaView, UnknownOrder, order_view},
     startup::AppState,
 };
 use anyhow::Context;
 use axum::{Json, extract::State};
-use order_store::{
-    db::{self, Status},
-    stream::dead_letter,
-};
+use order_store::{db, stream::dead_letter};
 use redis::AsyncCommands;
 use redis::streams::{StreamId, StreamRangeReply};
 use serde::{Deserialize, Serialize};
 use shop_common::{
     ApiError,
+    api::{OrderView, Status},
     auth::AdminUser,
     error::ErrorBody,
     json::{ApiPath, ApiQuery},
@@ -85,7 +83,7 @@ impl AdminOrderView {
     fn new(order: db::Order, saga: SagaView) -> Self {
         Self {
             username: order.username.clone(),
-            order: OrderView::new(order, saga),
+            order: order_view(order, saga),
         }
     }
 }

@@ -14,20 +14,19 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use order_store::db::{self, Cancel, Inserted, NewOrder, Order, SagaStep, Status};
-use serde::{Deserialize, Serialize};
+use order_store::db::{self, Cancel, Inserted, NewOrder, Order, SagaStep};
+use serde::Deserialize;
 use shop_common::{
     ApiError,
+    api::{CreateOrder, DetailsView, OrderView},
     auth::AuthUser,
-    domain::{Money, SlotTime},
     error::ErrorBody,
     idempotency::IdempotencyKey,
     json::{ApiJson, ApiPath, ApiQuery},
     openapi::{CustomerRefusals, CustomerWrite, refusal},
 };
 use std::time::Duration;
-use time::OffsetDateTime;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -42,38 +41,6 @@ pub fn long_polls() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(show))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[schema(example = json!({"amount": 24.9, "details": {"item": 1, "slot": "09:00"}}))]
-struct CreateOrder {
-    /// What the wallet is charged.
-    amount: Money,
-    details: Details,
-}
-
-#[derive(Deserialize, ToSchema)]
-struct Details {
-    /// An item id of `GET /api/items`.
-    #[schema(value_type = i64, minimum = 1)]
-    item: ItemId,
-    /// A slot of `GET /api/slots`.
-    slot: SlotTime,
-}
-
-#[derive(Deserialize)]
-#[serde(try_from = "i64")]
-struct ItemId(i64);
-
-impl TryFrom<i64> for ItemId {
-    type Error = &'static str;
-    fn try_from(value: i64) -> Result<Self, Self::Error> {
-        if value > 0 {
-            Ok(Self(value))
-        } else {
-            Err("must be a positive integer")
-        }
-    }
-}
-
 shop_common::answer_sets! {
     /// What an endpoint on one order may answer about its id (or query).
     UnknownOrder = [[
@@ -85,70 +52,21 @@ shop_common::answer_sets! {
 /// An order's saga log, when the view shows it.
 pub(crate) type SagaView = Option<Vec<SagaStep>>;
 
-/// The order as the client sees it: field names and reason texts are its API.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct OrderView {
-    id: Uuid,
-    amount: Money,
-    details: DetailsView,
-    status: Status,
-    /// `null` while the saga runs.
-    success: Option<bool>,
-    reason: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    updated_at: OffsetDateTime,
-    /// The saga log, oldest step first: in `GET /api/orders/{id}` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<SagaStepView>>)]
-    saga: SagaView,
-}
-
-/// One step of the saga log: an action, a compensation, or the customer's cancel.
-#[derive(ToSchema)]
-#[allow(dead_code)] // the schema of `order_store::db::SagaStep`, which is what is serialized
-struct SagaStepView {
-    seq: i32,
-    /// `items`, `slots`, `billing`, or `customer` for a cancel.
-    participant: String,
-    /// `action`, `compensation` or `cancel`.
-    kind: String,
-    /// `ok`, `rejected`, or `unknown` (no answer until the deadline).
-    outcome: String,
-    /// The participant's refusal code.
-    error_code: Option<String>,
-    started_at: OffsetDateTime,
-    finished_at: OffsetDateTime,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DetailsView {
-    item: i64,
-    slot: String,
-}
-
-impl OrderView {
-    pub(crate) fn new(o: Order, saga: SagaView) -> Self {
-        let success = match o.status {
-            Status::Completed => Some(true),
-            Status::Failed | Status::Cancelled => Some(false),
-            Status::Pending | Status::Compensating | Status::Cancelling => None,
-        };
-        Self {
-            id: o.id,
-            amount: o.amount,
-            details: DetailsView {
-                item: o.item,
-                slot: o.slot,
-            },
-            status: o.status,
-            success,
-            reason: o.reason,
-            created_at: o.created_at,
-            updated_at: o.updated_at,
-            saga,
-        }
+/// The order view of a stored order (`saga` when the answer shows its log).
+pub(crate) fn order_view(o: Order, saga: SagaView) -> OrderView {
+    OrderView {
+        id: o.id,
+        amount: o.amount,
+        details: DetailsView {
+            item: o.item,
+            slot: o.slot,
+        },
+        success: o.status.success(),
+        status: o.status,
+        reason: o.reason,
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+        saga,
     }
 }
 
@@ -180,7 +98,7 @@ async fn create(
     let new = NewOrder {
         username: &user.username,
         amount: req.amount,
-        item: req.details.item.0,
+        item: req.details.item.get(),
         slot: req.details.slot.as_str(),
         idempotency_key: key.as_deref(),
     };
@@ -206,7 +124,7 @@ async fn create(
     Ok((
         status,
         [(header::LOCATION, location)],
-        Json(OrderView::new(order, None)),
+        Json(order_view(order, None)),
     )
         .into_response())
 }
@@ -225,10 +143,7 @@ async fn list(
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
     let orders = db::list_user_orders(&state.pool, &user.username).await?;
     Ok(Json(
-        orders
-            .into_iter()
-            .map(|o| OrderView::new(o, None))
-            .collect(),
+        orders.into_iter().map(|o| order_view(o, None)).collect(),
     ))
 }
 
@@ -282,7 +197,7 @@ async fn show(
             .await?
             .ok_or(OrderError::NotFound)?;
     }
-    Ok(Json(OrderView::new(order, Some(saga))))
+    Ok(Json(order_view(order, Some(saga))))
 }
 
 /// `POST /api/orders/{id}/cancel`: 202 with the order (`cancelling`, or already `cancelled`) —
@@ -315,5 +230,5 @@ async fn cancel(
         Cancel::Final(_) => return Err(OrderError::AlreadyFailed.into()),
         Cancel::NotFound => return Err(OrderError::NotFound.into()),
     };
-    Ok((StatusCode::ACCEPTED, Json(OrderView::new(order, None))))
+    Ok((StatusCode::ACCEPTED, Json(order_view(order, None))))
 }

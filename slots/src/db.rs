@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use shop_common::{
+    api::Slot,
     domain::SlotTime,
     ledger::{KeyType, LedgerSpec, OwnTables, Resources, Seed},
 };
@@ -28,13 +29,6 @@ pub static BOOKINGS: LedgerSpec = LedgerSpec {
 
 /// How many hourly slots exist, from "00:00".
 const SLOT_COUNT: u32 = 10;
-
-/// A delivery slot, as the database holds it and `GET /api/slots` shows it.
-#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
-pub struct Slot {
-    pub slot: String,
-    pub free_couriers: i64,
-}
 
 /// The statement inserting the slots that are missing, each with `capacity` free couriers; existing
 /// rows (and their bookings) are left alone, so a restart never resets what the saga has booked.

@@ -7,7 +7,7 @@ use crate::db;
 shop_common::public_listing!(
     "/api/slots",
     "listSlots",
-    db::Slot,
+    shop_common::api::Slot,
     db::list_slots,
     "The delivery slots with the couriers still free in each."
 );

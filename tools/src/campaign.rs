@@ -22,12 +22,14 @@ use futures::{StreamExt, stream, stream::FuturesUnordered};
 use order_store::db::{CANCELLED_REASON, Status};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
+use shop_common::api::CreateOrder;
 use sqlx::PgPool;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     time::{Duration, Instant},
 };
+use uuid::Uuid;
 
 /// Users and money for a campaign.
 #[derive(Debug, Clone)]
@@ -84,7 +86,7 @@ pub fn deposits(setup: &Setup, planner: &Planner) -> HashMap<String, i64> {
 pub struct Sent {
     pub kind: OrderKind,
     pub username: String,
-    pub id: String,
+    pub id: Uuid,
     pub key: String,
     /// What the POST asked for (the audit compares the stored order with it).
     pub amount_cents: i64,
@@ -119,7 +121,7 @@ impl CancelAnswer {
 }
 
 /// Sends the customer's cancel of `id`, retried on transient failures until `timeout`.
-async fn cancel(client: &ShopClient, user: &User, id: &str, timeout: Duration) -> CancelAnswer {
+async fn cancel(client: &ShopClient, user: &User, id: Uuid, timeout: Duration) -> CancelAnswer {
     let deadline = Instant::now() + timeout;
     loop {
         match client.cancel_order(user, id).await {
@@ -179,8 +181,7 @@ pub async fn send_orders(
 ) -> SendReport {
     let mut rng = StdRng::seed_from_u64(sending.seed);
     let run = format!("{:08x}", rng.random::<u32>());
-    let plans: Vec<(OrderKind, User, crate::client::NewOrder, Option<Duration>)> = (0..sending
-        .orders)
+    let plans: Vec<(OrderKind, User, CreateOrder, Option<Duration>)> = (0..sending.orders)
         .map(|_| {
             let kind = mix.pick(&mut rng);
             let (user, order) = planner.plan(kind, &mut rng);
@@ -215,7 +216,7 @@ pub async fn send_orders(
                         let cancel = match cancel_after {
                             Some(after) => {
                                 tokio::time::sleep(after).await;
-                                Some(cancel(client, &user, &id, sending.post_timeout).await)
+                                Some(cancel(client, &user, id, sending.post_timeout).await)
                             }
                             None => None,
                         };
@@ -225,9 +226,9 @@ pub async fn send_orders(
                                 username: user.username.clone(),
                                 id,
                                 key,
-                                amount_cents: order.amount_cents,
-                                item: order.item,
-                                slot: order.slot.clone(),
+                                amount_cents: order.amount.minor(),
+                                item: order.details.item.get(),
+                                slot: order.details.slot.to_string(),
                                 cancel,
                             },
                             accepted.attempts,
@@ -693,20 +694,17 @@ impl Verdict {
 }
 
 /// What the client knows of `accepted`, for the audit's `order-vs-sent` check.
-pub fn sent_orders(accepted: &[Sent]) -> HashMap<uuid::Uuid, SentOrder> {
+pub fn sent_orders(accepted: &[Sent]) -> HashMap<Uuid, SentOrder> {
     accepted
         .iter()
-        .filter_map(|s| {
-            let id = uuid::Uuid::parse_str(&s.id).ok()?;
-            Some((
-                id,
-                SentOrder {
-                    username: s.username.clone(),
-                    amount: s.amount_cents,
-                    item: s.item,
-                    slot: s.slot.clone(),
-                },
-            ))
+        .map(|s| {
+            let sent = SentOrder {
+                username: s.username.clone(),
+                amount: s.amount_cents,
+                item: s.item,
+                slot: s.slot.clone(),
+            };
+            (s.id, sent)
         })
         .collect()
 }
@@ -722,7 +720,7 @@ pub async fn verify(
 ) -> Result<Verdict> {
     known.sent = Some(sent_orders(accepted));
     let (audit, rows) = audit::audit_with_orders(dbs, baseline, &known).await?;
-    let by_id: HashMap<String, &OrderRow> = rows.iter().map(|o| (o.id.to_string(), o)).collect();
+    let by_id: HashMap<Uuid, &OrderRow> = rows.iter().map(|o| (o.id, o)).collect();
     let mut lost = Vec::new();
     let mut stuck = Vec::new();
     let mut unexpected: BTreeMap<String, usize> = BTreeMap::new();
@@ -749,7 +747,7 @@ pub async fn verify(
             }
         };
         let reason = row.reason.as_deref();
-        let outcome = s.kind.check_outcome(&s.id, &row.status, success, reason);
+        let outcome = s.kind.check_outcome(s.id, &row.status, success, reason);
         let outcome = match s.cancel {
             None => outcome,
             Some(answer) if answer.allows(&row.status, reason, outcome.is_ok()) => Ok(()),
@@ -778,11 +776,11 @@ pub async fn verify(
             }
         }
     }
-    let known: std::collections::HashSet<&str> = accepted.iter().map(|s| s.id.as_str()).collect();
+    let known: std::collections::HashSet<Uuid> = accepted.iter().map(|s| s.id).collect();
     let unknown = rows
         .iter()
+        .filter(|o| !known.contains(&o.id))
         .map(|o| o.id.to_string())
-        .filter(|id| !known.contains(id.as_str()))
         .collect();
     Ok(Verdict {
         audit,

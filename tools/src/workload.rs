@@ -12,11 +12,16 @@
 //! "Poor" users only ever get `no-money` orders, so their wallet never changes and the amount
 //! (10,000.00) always exceeds it; "rich" users get deposits covering their `success` orders.
 
-use crate::client::{CallError, NewOrder, Order, ShopClient, User};
+use crate::client::{CallError, ShopClient, User};
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use rand::Rng;
+use shop_common::{
+    api::{CreateOrder, Details, OrderView},
+    domain::{ItemId, Money, SlotTime},
+};
 use std::{collections::BTreeMap, fmt, str::FromStr};
+use uuid::Uuid;
 
 pub const NOT_ENOUGH_MONEY: &str = "Not enough money";
 pub const CANNOT_RESERVE_ITEM: &str = "Can not reserve the item";
@@ -64,10 +69,10 @@ impl OrderKind {
     }
 
     /// `Ok` if a final `order` is what this kind must end as; else what is wrong.
-    pub fn check(self, order: &Order) -> Result<(), String> {
+    pub fn check(self, order: &OrderView) -> Result<(), String> {
         self.check_outcome(
-            &order.id,
-            &order.status,
+            order.id,
+            order.status.as_str(),
             order.success,
             order.reason.as_deref(),
         )
@@ -76,7 +81,7 @@ impl OrderKind {
     /// [`OrderKind::check`] on the parts of an order (as the API or the database has them).
     pub fn check_outcome(
         self,
-        id: &str,
+        id: Uuid,
         status: &str,
         success: Option<bool>,
         reason: Option<&str>,
@@ -186,10 +191,10 @@ impl fmt::Display for Mix {
 /// id and a slot that do not exist (for `no-item`, `no-slot`).
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    pub items: Vec<i64>,
-    pub slots: Vec<String>,
-    pub unknown_item: i64,
-    pub unknown_slot: String,
+    pub items: Vec<ItemId>,
+    pub slots: Vec<SlotTime>,
+    pub unknown_item: ItemId,
+    pub unknown_slot: SlotTime,
     /// Units left over all items, couriers over all slots: bounds on `success` orders.
     pub total_stock: i64,
     pub total_couriers: i64,
@@ -199,10 +204,10 @@ impl Catalog {
     pub async fn fetch(client: &ShopClient) -> Result<Catalog> {
         let items = client.items().await.context("reading the catalog")?;
         let slots = client.slots().await.context("reading the slots")?;
-        let all_items: Vec<i64> = items.iter().map(|i| i.id).collect();
-        let all_slots: Vec<String> = slots.iter().map(|s| s.slot.clone()).collect();
-        let in_stock: Vec<i64> = items.iter().filter(|i| i.stock > 0).map(|i| i.id).collect();
-        let free: Vec<String> = slots
+        let all_items: Vec<i64> = items.iter().map(|i| i.id.get()).collect();
+        let all_slots: Vec<String> = slots.iter().map(|s| s.slot.to_string()).collect();
+        let in_stock: Vec<ItemId> = items.iter().filter(|i| i.stock > 0).map(|i| i.id).collect();
+        let free: Vec<SlotTime> = slots
             .iter()
             .filter(|s| s.free_couriers > 0)
             .map(|s| s.slot.clone())
@@ -217,8 +222,12 @@ impl Catalog {
         Ok(Catalog {
             items: in_stock,
             slots: free,
-            unknown_item: unknown_item(&all_items),
-            unknown_slot: unknown_slot(&all_slots),
+            unknown_item: ItemId::try_from(unknown_item(&all_items))
+                .map_err(anyhow::Error::msg)
+                .context("an item id that is not in the catalog")?,
+            unknown_slot: SlotTime::try_from(unknown_slot(&all_slots))
+                .map_err(anyhow::Error::msg)
+                .context("a slot time that is not a slot")?,
             total_stock: items.iter().map(|i| i.stock).sum(),
             total_couriers: slots.iter().map(|s| s.free_couriers).sum(),
         })
@@ -263,52 +272,28 @@ impl Planner {
     /// The user and the order for one order of `kind`. A population without poor users sends
     /// `no-money` orders from a rich one (only right if its wallet is small). `rich` must not be
     /// empty.
-    pub fn plan(&self, kind: OrderKind, rng: &mut impl Rng) -> (User, NewOrder) {
+    pub fn plan(&self, kind: OrderKind, rng: &mut impl Rng) -> (User, CreateOrder) {
         let item = self.catalog.items[rng.random_range(0..self.catalog.items.len())];
         let slot = self.catalog.slots[rng.random_range(0..self.catalog.slots.len())].clone();
         let (lo, hi) = self.amount_cents;
         let amount = rng.random_range(lo..=hi.max(lo));
         let rich = pick(&self.users.rich, rng);
+        let order = |amount_cents, item, slot| CreateOrder {
+            amount: Money::from_minor(amount_cents),
+            details: Details { item, slot },
+        };
         match kind {
-            OrderKind::Success => (
-                rich,
-                NewOrder {
-                    amount_cents: amount,
-                    item,
-                    slot,
-                },
-            ),
+            OrderKind::Success => (rich, order(amount, item, slot)),
             OrderKind::NoMoney => {
                 let poor = if self.users.poor.is_empty() {
                     rich
                 } else {
                     pick(&self.users.poor, rng)
                 };
-                (
-                    poor,
-                    NewOrder {
-                        amount_cents: NO_MONEY_CENTS,
-                        item,
-                        slot,
-                    },
-                )
+                (poor, order(NO_MONEY_CENTS, item, slot))
             }
-            OrderKind::NoItem => (
-                rich,
-                NewOrder {
-                    amount_cents: amount,
-                    item: self.catalog.unknown_item,
-                    slot,
-                },
-            ),
-            OrderKind::NoSlot => (
-                rich,
-                NewOrder {
-                    amount_cents: amount,
-                    item,
-                    slot: self.catalog.unknown_slot.clone(),
-                },
-            ),
+            OrderKind::NoItem => (rich, order(amount, self.catalog.unknown_item, slot)),
+            OrderKind::NoSlot => (rich, order(amount, item, self.catalog.unknown_slot.clone())),
         }
     }
 }

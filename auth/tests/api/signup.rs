@@ -28,7 +28,7 @@ async fn sign_up_then_token_then_the_wallet_is_there() {
     assert_eq!(tokens["expires_in"], 60);
     let access = tokens["access"].as_str().unwrap();
     let account = app.shop.account(&user("alice", access)).await;
-    assert_eq!(account.expect("alice's account").wallet, 100.0);
+    assert_eq!(account.expect("alice's account").wallet.minor(), 10_000);
 
     // The refresh token is not an access token, but buys a new one.
     let refresh = tokens["refresh"].as_str().unwrap();

@@ -38,14 +38,20 @@ async fn deposits_add_to_the_wallet_and_a_retried_key_applies_once() {
     let app = alice_with(10_000).await;
     let alice = app.user("alice");
     let deposit = |cents, key| app.shop.deposit(&alice, cents, key);
-    assert_eq!(deposit(5000, Some("k1")).await.unwrap().wallet, 150.0);
-    assert_eq!(deposit(5000, Some("k1")).await.unwrap().wallet, 150.0);
+    assert_eq!(
+        deposit(5000, Some("k1")).await.unwrap().wallet.minor(),
+        15_000
+    );
+    assert_eq!(
+        deposit(5000, Some("k1")).await.unwrap().wallet.minor(),
+        15_000
+    );
     let other_amount = deposit(700, Some("k1")).await.unwrap_err();
     assert_eq!(
         other_amount.status(),
         Some(StatusCode::UNPROCESSABLE_ENTITY)
     );
-    assert_eq!(deposit(25, None).await.unwrap().wallet, 150.25);
+    assert_eq!(deposit(25, None).await.unwrap().wallet.minor(), 15_025);
 }
 
 #[tokio::test]

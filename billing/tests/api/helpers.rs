@@ -112,7 +112,7 @@ impl App {
     /// The wallet in cents, as its owner sees it through the public API.
     pub async fn wallet(&self, username: &str) -> i64 {
         let account = self.shop.account(&self.user(username)).await;
-        account.expect("the owner's account").wallet_cents()
+        account.expect("the owner's account").wallet.minor()
     }
 
     /// The wallet in cents, read from the database.

@@ -22,7 +22,10 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
-use shop_common::domain::Money;
+use shop_common::{
+    api::{CreateOrder, Status},
+    domain::Money,
+};
 use std::{
     collections::BTreeMap,
     sync::{
@@ -32,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tools::{
-    client::{Endpoints, NewOrder, ShopClient, User},
+    client::{Endpoints, ShopClient, User},
     workload::{self, Catalog, Mix, OrderKind, Planner, Population},
 };
 
@@ -131,7 +134,7 @@ impl Run {
     }
 
     /// One order, from POST to its final state.
-    async fn one(&self, kind: OrderKind, user: User, order: NewOrder) {
+    async fn one(&self, kind: OrderKind, user: User, order: CreateOrder) {
         let c = &self.counters;
         c.sent.fetch_add(1, Relaxed);
         c.in_flight.fetch_add(1, Relaxed);
@@ -141,14 +144,14 @@ impl Run {
             Ok((_, created)) => {
                 match self
                     .client
-                    .wait_final(&user, &created.id, self.order_timeout)
+                    .wait_final(&user, created.id, self.order_timeout)
                     .await
                 {
                     Err(e) => self.error(format!("wait-{}", e.kind()), Some(e.to_string())),
                     Ok(w) => {
                         let latency = started.elapsed();
                         c.requests.fetch_add(1 + u64::from(w.requests), Relaxed);
-                        let completed = w.order.status == "completed";
+                        let completed = w.order.status == Status::Completed;
                         if completed {
                             c.completed.fetch_add(1, Relaxed);
                         } else {

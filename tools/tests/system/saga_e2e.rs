@@ -7,13 +7,18 @@
 //! the API promises and leaves wallet, stock and couriers exactly as they were before it. After
 //! every test the conservation audit runs on the databases.
 
+use shop_common::{
+    api::{CreateOrder, Details, OrderView, Status},
+    domain::{ItemId, Money, SlotTime},
+};
 use std::{collections::BTreeMap, time::Duration};
 use tools::{
     audit::{self, Baseline},
-    client::{NewOrder, Order, ShopClient, User},
+    client::{ShopClient, User},
     stack::{Stack, StackConfig},
     workload::{CANNOT_RESERVE_ITEM, NO_DELIVERY_SLOT, NOT_ENOUGH_MONEY},
 };
+use uuid::Uuid;
 
 struct Shop {
     stack: Stack,
@@ -35,14 +40,14 @@ impl Shop {
 
     /// Wallet (cents), stock per item, free couriers per slot.
     async fn snapshot(&self, user: &User) -> Snapshot {
-        let wallet = self.client.account(user).await.unwrap().wallet_cents();
+        let wallet = self.client.account(user).await.unwrap().wallet.minor();
         let stock = self
             .client
             .items()
             .await
             .unwrap()
             .into_iter()
-            .map(|i| (i.id, i.stock))
+            .map(|i| (i.id.get(), i.stock))
             .collect();
         let free = self
             .client
@@ -50,7 +55,7 @@ impl Shop {
             .await
             .unwrap()
             .into_iter()
-            .map(|s| (s.slot, s.free_couriers))
+            .map(|s| (s.slot.to_string(), s.free_couriers))
             .collect();
         Snapshot {
             wallet,
@@ -59,30 +64,23 @@ impl Shop {
         }
     }
 
-    async fn order(&self, user: &User, amount_cents: i64, item: i64, slot: &str) -> Order {
+    async fn order(&self, user: &User, amount_cents: i64, item: i64, slot: &str) -> OrderView {
         let (status, created) = self
             .client
-            .create_order(
-                user,
-                &NewOrder {
-                    amount_cents,
-                    item,
-                    slot: slot.to_owned(),
-                },
-                None,
-            )
+            .create_order(user, &new_order(amount_cents, item, slot), None)
             .await
             .unwrap();
         assert_eq!(status, reqwest::StatusCode::CREATED);
         assert_eq!(
-            created.status, "pending",
+            created.status,
+            Status::Pending,
             "a new order is pending: {created:?}"
         );
         assert_eq!(created.success, None);
-        self.wait(user, &created.id).await
+        self.wait(user, created.id).await
     }
 
-    async fn wait(&self, user: &User, id: &str) -> Order {
+    async fn wait(&self, user: &User, id: Uuid) -> OrderView {
         self.client
             .wait_final(user, id, Duration::from_secs(30))
             .await
@@ -119,6 +117,17 @@ impl Shop {
     }
 }
 
+/// An order's body; the values must be well-formed (the API may still refuse them).
+fn new_order(amount_cents: i64, item: i64, slot: &str) -> CreateOrder {
+    CreateOrder {
+        amount: Money::from_minor(amount_cents),
+        details: Details {
+            item: ItemId::try_from(item).expect("a positive item id"),
+            slot: SlotTime::try_from(slot.to_owned()).expect("an \"HH:MM\" slot"),
+        },
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
     wallet: i64,
@@ -130,11 +139,11 @@ struct Snapshot {
 async fn assert_failed_cleanly(
     shop: &Shop,
     user: &User,
-    order: Order,
+    order: OrderView,
     reason: &str,
     before: Snapshot,
 ) {
-    assert_eq!(order.status, "failed", "{order:?}");
+    assert_eq!(order.status, Status::Failed, "{order:?}");
     assert_eq!(order.success, Some(false), "{order:?}");
     assert_eq!(order.reason.as_deref(), Some(reason), "{order:?}");
     let after = shop.snapshot(user).await;
@@ -152,7 +161,7 @@ async fn successful_order_takes_money_stock_and_a_courier() {
     assert_eq!(before.wallet, 10_000, "a new wallet holds 100.00");
 
     let order = shop.order(&alice, 3000, 1, "09:00").await;
-    assert_eq!(order.status, "completed", "{order:?}");
+    assert_eq!(order.status, Status::Completed, "{order:?}");
     assert_eq!(order.success, Some(true));
     assert_eq!(order.reason, None);
     assert!(
@@ -214,19 +223,15 @@ async fn a_repeated_post_with_the_same_idempotency_key_makes_one_order() {
     let shop = Shop::start().await;
     let erin = shop.user("erin").await;
     let before = shop.snapshot(&erin).await;
-    let order = NewOrder {
-        amount_cents: 1000,
-        item: 2,
-        slot: "08:00".into(),
-    };
+    let order = new_order(1000, 2, "08:00");
     let key = Some("erin-order-1");
     let (first_status, first) = shop.client.create_order(&erin, &order, key).await.unwrap();
     let (second_status, second) = shop.client.create_order(&erin, &order, key).await.unwrap();
     assert_eq!(first_status, reqwest::StatusCode::CREATED);
     assert_eq!(second_status, reqwest::StatusCode::OK, "a replay");
     assert_eq!(first.id, second.id, "the same key gives the same order");
-    let done = shop.wait(&erin, &first.id).await;
-    assert_eq!(done.status, "completed", "{done:?}");
+    let done = shop.wait(&erin, first.id).await;
+    assert_eq!(done.status, Status::Completed, "{done:?}");
     // A replay after the saga ended still answers with the same order, and charges nothing more.
     let (_, third) = shop.client.create_order(&erin, &order, key).await.unwrap();
     assert_eq!(third.id, first.id);
@@ -245,11 +250,11 @@ async fn another_users_order_is_not_found() {
     let frank = shop.user("frank").await;
     let grace = shop.user("grace").await;
     let order = shop.order(&frank, 500, 3, "07:00").await;
-    let (status, body) = shop.client.order_raw(&grace, &order.id).await.unwrap();
+    let (status, body) = shop.client.order_raw(&grace, order.id).await.unwrap();
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"], "not_found", "{body}");
     assert!(shop.client.orders(&grace).await.unwrap().is_empty());
-    let (status, _) = shop.client.order_raw(&frank, &order.id).await.unwrap();
+    let (status, _) = shop.client.order_raw(&frank, order.id).await.unwrap();
     assert_eq!(status, reqwest::StatusCode::OK);
     shop.finish().await;
 }
@@ -279,8 +284,8 @@ async fn an_order_stored_but_never_published_is_published_by_the_sweep() {
     .execute(&orders)
     .await
     .unwrap();
-    let done = shop.wait(&frank, &id.to_string()).await;
-    assert_eq!(done.status, "completed", "{done:?}");
+    let done = shop.wait(&frank, id).await;
+    assert_eq!(done.status, Status::Completed, "{done:?}");
     let after = shop.snapshot(&frank).await;
     assert_eq!(after.wallet, before.wallet - 1000);
     assert_eq!(after.stock[&3], before.stock[&3] - 1);

@@ -12,35 +12,42 @@
 //!
 //! then no service died on its own and the books balance.
 
+use shop_common::{
+    api::{CreateOrder, Details, Status},
+    domain::{ItemId, Money, SlotTime},
+};
 use std::time::Duration;
 use tools::{
     audit::{self, Baseline, Known},
-    client::{NewOrder, ShopClient, User},
+    client::{ShopClient, User},
     stack::{Stack, StackConfig},
     stores::{PgStop, PrivateStores},
 };
+use uuid::Uuid;
 
 /// Bound for an order to become final, stores restarts included.
 const FINAL_WITHIN: Duration = Duration::from_secs(60);
 
-async fn order_completes(client: &ShopClient, user: &User, id: &str) {
+async fn order_completes(client: &ShopClient, user: &User, id: Uuid) {
     let waited = client
         .wait_final(user, id, FINAL_WITHIN)
         .await
         .unwrap_or_else(|e| panic!("order {id} did not become final: {e}"));
     assert_eq!(
-        (waited.order.status.as_str(), waited.order.success),
-        ("completed", Some(true)),
+        (waited.order.status, waited.order.success),
+        (Status::Completed, Some(true)),
         "{:?}",
         waited.order
     );
 }
 
-async fn place(client: &ShopClient, user: &User) -> String {
-    let new = NewOrder {
-        amount_cents: 100,
-        item: 1,
-        slot: "09:00".into(),
+async fn place(client: &ShopClient, user: &User) -> Uuid {
+    let new = CreateOrder {
+        amount: Money::from_minor(100),
+        details: Details {
+            item: ItemId::try_from(1).unwrap(),
+            slot: SlotTime::try_from("09:00".to_owned()).unwrap(),
+        },
     };
     let (status, order) = client.create_order(user, &new, None).await.unwrap();
     assert_eq!(status, reqwest::StatusCode::CREATED, "{order:?}");
@@ -82,7 +89,7 @@ async fn services_reconnect_after_redis_and_postgres_restarts() {
     let client = ShopClient::new(stack.endpoints(), Duration::from_secs(10)).unwrap();
     let alice = client.register("alice", "secret-pass-1").await.unwrap();
     let first = place(&client, &alice).await;
-    order_completes(&client, &alice, &first).await;
+    order_completes(&client, &alice, first).await;
 
     // Redis: killed, and an order POSTed while it is down.
     let orders_stream = stack.streams().orders.clone();
@@ -95,9 +102,9 @@ async fn services_reconnect_after_redis_and_postgres_restarts() {
     };
     let (restarted, during) = tokio::join!(restart, during);
     restarted.expect("restarting Redis");
-    order_completes(&client, &alice, &during).await;
+    order_completes(&client, &alice, during).await;
     let after_redis = place(&client, &alice).await;
-    order_completes(&client, &alice, &after_redis).await;
+    order_completes(&client, &alice, after_redis).await;
 
     // PostgreSQL: aborted (crash recovery), then a new user and an order.
     stores
@@ -107,7 +114,7 @@ async fn services_reconnect_after_redis_and_postgres_restarts() {
         .expect("restarting PostgreSQL");
     let bob = client.register("bob", "secret-pass-1").await.unwrap();
     let after_postgres = place(&client, &bob).await;
-    order_completes(&client, &bob, &after_postgres).await;
+    order_completes(&client, &bob, after_postgres).await;
 
     let crashed = stack.crashed();
     assert!(
