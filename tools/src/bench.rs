@@ -32,7 +32,7 @@
 
 use crate::{
     checks::{Interrupt, child_status},
-    floor,
+    floor::{self, Length::Time},
     local::{self, repo_root},
     procs, profile, stores,
 };
@@ -168,15 +168,10 @@ async fn bench(args: &BenchArgs, state: &Path) -> Result<()> {
     out.say("")?;
     out.say("== the floor: pgbench, a completed saga's durable work per transaction ==")?;
     floor::prepare(&floor).await?;
+    let pgbench = |script, clients, length| floor::run(&floor, script, clients, length);
     let mut best: Option<floor::Run> = None;
     for clients in FLOOR_CLIENTS {
-        let run = floor::run(
-            &floor,
-            floor::Script::PerSaga,
-            clients,
-            floor::Length::Time(FLOOR_PROBE),
-        )
-        .await?;
+        let run = pgbench(floor::Script::PerSaga, clients, Time(FLOOR_PROBE)).await?;
         out.say(&format!(
             "probe    {clients:>3} clients: {:.1} sagas/s",
             run.sagas_per_s
@@ -208,13 +203,7 @@ async fn bench(args: &BenchArgs, state: &Path) -> Result<()> {
     for round in 1..=args.runs {
         out.say("")?;
         out.say(&format!("== round {round} of {} ==", args.runs))?;
-        let run = floor::run(
-            &floor,
-            floor::Script::PerSaga,
-            floor_clients,
-            floor::Length::Time(duration),
-        )
-        .await?;
+        let run = pgbench(floor::Script::PerSaga, floor_clients, Time(duration)).await?;
         ensure!(run.failed == 0, "{} floor sagas failed", run.failed);
         out.say(&format!(
             "floor    {:.1} sagas/s ({floor_clients} clients, {})",
@@ -257,7 +246,7 @@ async fn bench(args: &BenchArgs, state: &Path) -> Result<()> {
     }
     for &batch in &args.batch {
         let script = floor::Script::Batched(batch);
-        let run = floor::run(&floor, script, floor_clients, floor::Length::Time(duration)).await?;
+        let run = pgbench(script, floor_clients, Time(duration)).await?;
         ensure!(run.failed == 0, "{} batches failed", run.failed);
         out.say(&format!(
             "batched  {:.1} sagas/s in batches of {batch} ({floor_clients} clients, {})",
