@@ -193,6 +193,39 @@ impl Ledger {
         Ok(HoldRecord::from_row(order_id, &row)?)
     }
 
+    /// [`Self::hold`] for every action of `batch`, in one transaction; the records in `batch`'s
+    /// order.
+    pub async fn hold_all(&self, batch: &[BatchedHold]) -> Result<Vec<HoldRecord>> {
+        let (valid, malformed): (Vec<&BatchedHold>, Vec<&BatchedHold>) =
+            batch.iter().partition(|h| (self.spec.valid_key)(&h.resource));
+        let rows = sqlx::query(HOLD_ALL)
+            .bind(valid.iter().map(|h| h.order_id).collect::<Vec<_>>())
+            .bind(valid.iter().map(|h| h.resource.as_str()).collect::<Vec<_>>())
+            .bind(valid.iter().map(|h| h.quantity).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .context("taking a batch of holds")?;
+        let mut records = std::collections::HashMap::with_capacity(batch.len());
+        for row in &rows {
+            let order_id: Uuid = row.try_get("order_id").context("a batch's order id")?;
+            records.insert(order_id, HoldRecord::from_row(order_id, row)?);
+        }
+        // Rare: refused without the database, as one by one.
+        for hold in malformed {
+            let record = self.hold(hold.order_id, &hold.resource, hold.quantity).await?;
+            records.insert(hold.order_id, record);
+        }
+        batch
+            .iter()
+            .map(|h| {
+                records
+                    .get(&h.order_id)
+                    .cloned()
+                    .with_context(|| format!("no record for order {} in its batch", h.order_id))
+            })
+            .collect()
+    }
+
     /// The compensation: give back whatever `order_id` holds, or leave a tombstone. Idempotent.
     pub async fn release(&self, order_id: Uuid) -> Result<HoldRecord> {
         let row = sqlx::query(RELEASE)
@@ -222,6 +255,26 @@ pub struct HoldRequest {
     pub resource: String,
     pub quantity: i64,
 }
+
+/// One order's action in a batch (`PUT /internal/<route>`): the same as `PUT
+/// /internal/<route>/{order_id}` with a [`HoldRequest`], applied with the others of its batch in
+/// one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchedHold {
+    pub order_id: Uuid,
+    pub resource: String,
+    pub quantity: i64,
+}
+
+/// Many orders' actions as ONE statement, so one transaction and one commit: each order's hold is
+/// still its own `ledger_hold` call and `holds` row, recorded and idempotent on its own. The
+/// resource rows are taken in key order (then the order ids), as every batch takes them, so that
+/// two concurrent batches queue behind each other instead of deadlocking.
+const HOLD_ALL: &str = "SELECT b.order_id, h.r_state AS state, h.r_resource AS resource, \
+     h.r_quantity AS quantity, h.r_error_code AS error_code \
+     FROM (SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS b(order_id, resource, quantity) \
+           ORDER BY resource, order_id) b, \
+          LATERAL ledger_hold(b.order_id, b.resource, b.quantity) h";
 
 /// A saga participant's whole HTTP app: its own routes (`api`, state applied), the ledger of
 /// `spec` under `/internal/`, and the shared layers and health endpoints (ready: its database
@@ -260,11 +313,14 @@ pub async fn seeded_app(
     Ok(participant_app(service, api, pool, spec, config))
 }
 
-/// `PUT|DELETE|GET /internal/<route>/{order_id}`, behind the internal-token guard.
+/// `PUT|DELETE|GET /internal/<route>/{order_id}` and `PUT /internal/<route>` (a batch of
+/// actions), behind the internal-token guard.
 pub fn router(ledger: Ledger, token: internal::InternalToken) -> Router {
     let path = format!("/internal/{}/{{order_id}}", ledger.spec.route);
+    let batch = format!("/internal/{}", ledger.spec.route);
     Router::new()
         .route(&path, put(act).delete(compensate).get(read))
+        .route(&batch, put(act_all))
         .with_state(ledger)
         .layer(middleware::from_fn_with_state(
             token,
@@ -316,6 +372,34 @@ async fn act(
             e.into_response()
         }
     })
+}
+
+/// A batch of actions: 200 with every order's record, in the request's order. Each is what the
+/// single action would answer: the mediator reads a rejection, or a replay with other terms
+/// (`HoldRecord::conflicts_with`), from the record itself.
+async fn act_all(
+    State(ledger): State<Ledger>,
+    ApiJson(batch): ApiJson<Vec<BatchedHold>>,
+) -> Result<Json<Vec<HoldRecord>>, ApiError> {
+    if batch.iter().any(|h| h.quantity <= 0) {
+        return Err(ApiError::invalid_field(
+            "quantity",
+            "must be greater than 0",
+        ));
+    }
+    let records = ledger.hold_all(&batch).await?;
+    for (hold, record) in batch.iter().zip(&records) {
+        let outcome = if record.conflicts_with(&hold.resource, hold.quantity) {
+            "mismatch"
+        } else if record.rejection().is_some() {
+            "rejected"
+        } else {
+            "held"
+        };
+        metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => outcome)
+            .increment(1);
+    }
+    Ok(Json(records))
 }
 
 async fn compensate(

@@ -66,12 +66,23 @@ pub struct ParticipantsConfig {
     /// is declared unknown and the saga aborts.
     #[arg(long = "step-deadline-ms", env = "STEP_DEADLINE_MS", default_value = "10000", value_parser = config::millis)]
     pub step_deadline: Duration,
+    /// The most forward actions sent to one participant in one request, applied there in one
+    /// transaction (group commit, `crate::batcher`); 1: one request per action.
+    #[arg(long = "participant-batch", env = "PARTICIPANT_BATCH", default_value_t = 32, value_parser = clap::builder::ValueParser::new(batch_size))]
+    pub batch: usize,
     /// TEST ONLY (`items`, `slots` or `billing`): that participant's compensations are recorded
     /// as done without being sent — it loses stock, couriers or money on purpose — so that the
     /// audit and `make chaos` can be shown to catch a broken compensation. Never set it in a
     /// deployment.
     #[arg(long = "mediator-broken-compensation", env = "MEDIATOR_BROKEN_COMPENSATION", value_parser = broken_compensation)]
     pub broken_compensation: Option<Participant>,
+}
+
+fn batch_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=1000) => Ok(n),
+        _ => Err(format!("{text}: not a batch size from 1 to 1000")),
+    }
 }
 
 fn broken_compensation(name: &str) -> Result<Participant, String> {

@@ -10,6 +10,7 @@
 //! - [`orders_stream`]: the orders stream's Redis commands and replies, typed;
 //! - [`consumer`]: scheduling the stream's entries: saga slots, recovery, claims, dead letters.
 
+pub mod batcher;
 pub mod config;
 pub mod consumer;
 pub mod executor;

@@ -11,15 +11,19 @@
 //!   entry, never acknowledged, is recovered later.
 
 use crate::{
+    batcher::Batcher,
     config::ParticipantsConfig,
-    saga::{Participant, Step},
+    saga::{Participant, STEPS, Step},
 };
 use anyhow::Result;
 use backon::{ExponentialBuilder, Retryable};
 use order_store::stream::Terms;
 use reqwest::{Method, StatusCode};
 use shop_common::{
-    client::InternalClient, config::InternalTokenConfig, error::ErrorBody, ledger::HoldRequest,
+    client::InternalClient,
+    config::InternalTokenConfig,
+    error::ErrorBody,
+    ledger::{BatchedHold, HOLD_MISMATCH, HoldRequest},
 };
 use std::{sync::Mutex, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -40,8 +44,9 @@ pub enum ActionOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Abandoned;
 
-#[derive(Debug)]
-enum Failure {
+/// Why one attempt got no answer: retried (transient) or not.
+#[derive(Debug, Clone)]
+pub enum Failure {
     Transient(String),
     Permanent(String),
 }
@@ -52,12 +57,25 @@ impl Failure {
             Failure::Transient(c) | Failure::Permanent(c) => c,
         }
     }
+
+    /// No HTTP answer.
+    pub fn transport(e: &reqwest::Error) -> Self {
+        Failure::Transient(transport_code(e))
+    }
+
+    /// An answer with an unexpected status.
+    pub fn of_status(status: StatusCode) -> Self {
+        classify(status)
+    }
 }
 
 pub struct Participants {
     items: InternalClient,
     slots: InternalClient,
     billing: InternalClient,
+    /// The forward actions' batches, one per participant (items, slots, billing), unless
+    /// PARTICIPANT_BATCH is 1: then each action is its own request.
+    batchers: Option<[Batcher; 3]>,
     step_deadline: Duration,
     broken_compensation: Option<Participant>,
     shutdown: CancellationToken,
@@ -87,10 +105,26 @@ impl Participants {
         let attempt_timeout =
             (config.step_deadline / 3).clamp(Duration::from_millis(50), Duration::from_secs(5));
         let client = |url: &str| InternalClient::new(url, token.secret.clone(), attempt_timeout);
+        let (items, slots, billing) = (
+            client(&config.items_url)?,
+            client(&config.slots_url)?,
+            client(&config.billing_url)?,
+        );
+        let batchers = (config.batch > 1).then(|| {
+            [(Participant::Items, &items), (Participant::Slots, &slots), (Participant::Billing, &billing)]
+                .map(|(participant, client)| {
+                    let route = STEPS
+                        .iter()
+                        .find(|s| s.participant == participant)
+                        .map_or("", |s| s.route);
+                    Batcher::start(client.clone(), route, config.batch)
+                })
+        });
         Ok(Self {
-            items: client(&config.items_url)?,
-            slots: client(&config.slots_url)?,
-            billing: client(&config.billing_url)?,
+            items,
+            slots,
+            billing,
+            batchers,
             step_deadline: config.step_deadline,
             broken_compensation: config.broken_compensation,
             shutdown,
@@ -115,7 +149,28 @@ impl Participants {
             quantity: (step.quantity)(order),
         };
         let last_error = Mutex::new(String::new());
+        let batcher = self.batchers.as_ref().map(|b| match step.participant {
+            Participant::Items => &b[0],
+            Participant::Slots => &b[1],
+            Participant::Billing => &b[2],
+        });
         let attempt = || async {
+            if let Some(batcher) = batcher {
+                let hold = BatchedHold {
+                    order_id: order.id,
+                    resource: body.resource.clone(),
+                    quantity: body.quantity,
+                };
+                let record = batcher.act(hold).await?;
+                // What the single action answers with 422 (a contract error) and 409.
+                if record.conflicts_with(&body.resource, body.quantity) {
+                    return Err(Failure::Permanent(HOLD_MISMATCH.to_owned()));
+                }
+                return Ok(match record.rejection() {
+                    Some(code) => ActionOutcome::Rejected(code.to_owned()),
+                    None => ActionOutcome::Held,
+                });
+            }
             let response = client
                 .request(Method::PUT, &path, &request_id)
                 .json(&body)

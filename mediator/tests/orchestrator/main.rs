@@ -79,6 +79,9 @@ impl Fakes {
             items_url: self.items.url.clone(),
             slots_url: self.slots.url.clone(),
             step_deadline,
+            // One request per action: the fakes answer, and fail, order by order. Batches are
+            // run against the real participants (tools' end-to-end tests and chaos).
+            batch: 1,
             broken_compensation: None,
         }
     }
