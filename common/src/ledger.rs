@@ -196,11 +196,17 @@ impl Ledger {
     /// [`Self::hold`] for every action of `batch`, in one transaction; the records in `batch`'s
     /// order.
     pub async fn hold_all(&self, batch: &[BatchedHold]) -> Result<Vec<HoldRecord>> {
-        let (valid, malformed): (Vec<&BatchedHold>, Vec<&BatchedHold>) =
-            batch.iter().partition(|h| (self.spec.valid_key)(&h.resource));
+        let (valid, malformed): (Vec<&BatchedHold>, Vec<&BatchedHold>) = batch
+            .iter()
+            .partition(|h| (self.spec.valid_key)(&h.resource));
         let rows = sqlx::query(HOLD_ALL)
             .bind(valid.iter().map(|h| h.order_id).collect::<Vec<_>>())
-            .bind(valid.iter().map(|h| h.resource.as_str()).collect::<Vec<_>>())
+            .bind(
+                valid
+                    .iter()
+                    .map(|h| h.resource.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .bind(valid.iter().map(|h| h.quantity).collect::<Vec<_>>())
             .fetch_all(&self.pool)
             .await
@@ -212,7 +218,9 @@ impl Ledger {
         }
         // Rare: refused without the database, as one by one.
         for hold in malformed {
-            let record = self.hold(hold.order_id, &hold.resource, hold.quantity).await?;
+            let record = self
+                .hold(hold.order_id, &hold.resource, hold.quantity)
+                .await?;
             records.insert(hold.order_id, record);
         }
         batch

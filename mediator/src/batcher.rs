@@ -93,10 +93,7 @@ async fn send(
         if !response.status().is_success() {
             return Err(Failure::of_status(response.status()));
         }
-        let records: Vec<HoldRecord> = response
-            .json()
-            .await
-            .map_err(|e| Failure::transport(&e))?;
+        let records: Vec<HoldRecord> = response.json().await.map_err(|e| Failure::transport(&e))?;
         if records.len() != holds.len() {
             return Err(Failure::Permanent("batch_reply_mismatch".to_owned()));
         }

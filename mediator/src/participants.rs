@@ -111,14 +111,18 @@ impl Participants {
             client(&config.billing_url)?,
         );
         let batchers = (config.batch > 1).then(|| {
-            [(Participant::Items, &items), (Participant::Slots, &slots), (Participant::Billing, &billing)]
-                .map(|(participant, client)| {
-                    let route = STEPS
-                        .iter()
-                        .find(|s| s.participant == participant)
-                        .map_or("", |s| s.route);
-                    Batcher::start(client.clone(), route, config.batch)
-                })
+            [
+                (Participant::Items, &items),
+                (Participant::Slots, &slots),
+                (Participant::Billing, &billing),
+            ]
+            .map(|(participant, client)| {
+                let route = STEPS
+                    .iter()
+                    .find(|s| s.participant == participant)
+                    .map_or("", |s| s.route);
+                Batcher::start(client.clone(), route, config.batch)
+            })
         });
         Ok(Self {
             items,

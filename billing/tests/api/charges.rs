@@ -242,3 +242,9 @@ async fn readiness_follows_the_database_and_liveness_does_not() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_batch_of_charges_answers_each_order_as_its_own_charge() {
+    ledger::a_batch_answers_each_order_as_its_own_action(&alice_with(10_000).await, "alice", 1250)
+        .await;
+}

@@ -500,3 +500,62 @@ pub async fn the_ledger_requires_the_internal_token(p: &impl Participant, resour
     assert_eq!(p.available(resource).await, before);
     assert_eq!(ledger.recorded(order).await.0, 404);
 }
+
+/// A batch of actions (`PUT /internal/<route>`, what the mediator sends under load) answers each
+/// order as its own action would, in one transaction: a new order granted, a replay granted
+/// without taking twice, a compensated order refused with `order_cancelled`, two orders racing for
+/// the last `quantity` one granted and one refused as exhausted, a replay with other terms
+/// recorded as it was (the mediator reads the mismatch from the record).
+pub async fn a_batch_answers_each_order_as_its_own_action(
+    p: &impl Participant,
+    resource: &str,
+    quantity: i64,
+) {
+    let (ledger, before, replayed) = new_order(p, resource).await;
+    assert_eq!(ledger.hold(replayed, resource, quantity).await.0, 200);
+    let compensated = Uuid::new_v4();
+    assert_eq!(ledger.release(compensated).await.0, 200);
+    // Time-ordered ids: the batch takes its holds in (resource, order id) order, so `new` goes
+    // first, then the racers, each asking for more than half of what `new` leaves.
+    let (new, racing) = (Uuid::now_v7(), [Uuid::now_v7(), Uuid::now_v7()]);
+    let left = before - 2 * quantity;
+    assert!(left >= 1, "the race needs something left");
+    let racing_quantity = left / 2 + 1;
+    let batch = json!([
+        {"order_id": new, "resource": resource, "quantity": quantity},
+        {"order_id": replayed, "resource": resource, "quantity": quantity},
+        {"order_id": compensated, "resource": resource, "quantity": quantity},
+        {"order_id": racing[0], "resource": resource, "quantity": racing_quantity},
+        {"order_id": racing[1], "resource": resource, "quantity": racing_quantity},
+        {"order_id": replayed, "resource": resource, "quantity": quantity + 1},
+    ]);
+    let url = format!("{}/internal/{}", ledger.base, ledger.contract.route);
+    let request = ledger
+        .http
+        .put(url)
+        .header("x-internal-token", INTERNAL_TOKEN);
+    let (status, records) = answer(request.json(&batch)).await;
+    assert_eq!(status, 200, "{records}");
+    let state = |i: usize| records[i]["state"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(records[0], granted(new, resource, quantity).1);
+    assert_eq!(records[1], granted(replayed, resource, quantity).1);
+    assert_eq!(
+        (state(2), &records[2]["order_id"]),
+        ("cancelled".into(), &json!(compensated))
+    );
+    assert_eq!(records[3], granted(racing[0], resource, racing_quantity).1);
+    assert_eq!(
+        (state(4), &records[4]["error_code"]),
+        ("rejected".into(), &json!(ledger.contract.exhausted_code))
+    );
+    assert_eq!(
+        records[5],
+        granted(replayed, resource, quantity).1,
+        "the record, not a new hold"
+    );
+    assert_eq!(
+        p.available(resource).await,
+        before - 2 * quantity - racing_quantity,
+        "each granted hold taken once"
+    );
+}

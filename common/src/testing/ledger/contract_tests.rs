@@ -43,6 +43,7 @@ macro_rules! ledger_contract_tests {
             // deadlock, or trip a CHECK with a give-back computed from a stale snapshot.
             check!(multi holds_racing_their_releases_never_fail(3 * QUANTITY, RESOURCE, QUANTITY));
             check!(a_replay_with_other_terms_is_refused(10 * QUANTITY, RESOURCE, $other, QUANTITY));
+            check!(a_batch_answers_each_order_as_its_own_action(10 * QUANTITY, RESOURCE, QUANTITY));
             check!(unknown_resources_are_rejected(10, $unknown, &$malformed));
             check!(an_exhausted_rejection_is_final(2, RESOURCE));
             check!(a_non_positive_quantity_is_a_bad_request(2, RESOURCE));
