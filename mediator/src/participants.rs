@@ -1,5 +1,6 @@
 //! Calling the participants over HTTP (the ledger contract: `PUT` = action, `DELETE` =
-//! compensation, on `/internal/<route>/{order_id}`, request id = order id) and the retry policy.
+//! compensation, on `/internal/<route>/{order_id}`, request id = order id; under load the actions
+//! go in batches, `crate::batcher`) and the retry policy.
 //!
 //! - An action answered 200 is held, 409 is a business refusal. Connection errors, timeouts, 5xx,
 //!   408 and 429 are transient: retried with exponential backoff and jitter until the step's

@@ -30,6 +30,8 @@ fn mediator_command(world: &World, consumer: &str) -> Command {
         .env("SLOTS_URL", &fakes.slots.url)
         .env("BILLING_URL", &fakes.billing.url)
         .env("STEP_DEADLINE_MS", "10000")
+        // One request per action, as `World::config` has it: the fakes answer order by order.
+        .env("PARTICIPANT_BATCH", "1")
         .env("RUST_LOG", "warn");
     command
 }
