@@ -106,6 +106,27 @@ pub enum HoldState {
     Cancelled,
 }
 
+/// An action's answer ([`HoldRecord::answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    Held,
+    /// A business refusal, with its code (409 for the single action).
+    Rejected(&'a str),
+    /// A replay with other terms than recorded ([`HOLD_MISMATCH`], 422): a contract error.
+    Mismatch,
+}
+
+impl Answer<'_> {
+    /// Its label in `ledger_actions_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Answer::Held => "held",
+            Answer::Rejected(_) => "rejected",
+            Answer::Mismatch => "mismatch",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HoldRecord {
     pub order_id: Uuid,
@@ -125,6 +146,19 @@ impl HoldRecord {
             quantity: row.try_get("quantity")?,
             error_code: row.try_get("error_code")?,
         })
+    }
+
+    /// What an action for this order with these terms is answered, from the record: the one
+    /// reading of a record, for the single action's HTTP answer, a batch's metrics and the
+    /// mediator reading a batch's records.
+    pub fn answer(&self, resource: &str, quantity: i64) -> Answer<'_> {
+        if self.conflicts_with(resource, quantity) {
+            return Answer::Mismatch;
+        }
+        match self.rejection() {
+            Some(code) => Answer::Rejected(code),
+            None => Answer::Held,
+        }
     }
 
     /// Whether an action for this order with these terms would be a replay of another action:
@@ -199,18 +233,22 @@ impl Ledger {
         let (valid, malformed): (Vec<&BatchedHold>, Vec<&BatchedHold>) = batch
             .iter()
             .partition(|h| (self.spec.valid_key)(&h.resource));
-        let rows = sqlx::query(HOLD_ALL)
-            .bind(valid.iter().map(|h| h.order_id).collect::<Vec<_>>())
-            .bind(
-                valid
-                    .iter()
-                    .map(|h| h.resource.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(valid.iter().map(|h| h.quantity).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
-            .await
-            .context("taking a batch of holds")?;
+        let rows = if valid.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query(HOLD_ALL)
+                .bind(valid.iter().map(|h| h.order_id).collect::<Vec<_>>())
+                .bind(
+                    valid
+                        .iter()
+                        .map(|h| h.resource.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(valid.iter().map(|h| h.quantity).collect::<Vec<_>>())
+                .fetch_all(&self.pool)
+                .await
+                .context("taking a batch of holds")?
+        };
         let mut records = std::collections::HashMap::with_capacity(batch.len());
         for row in &rows {
             let order_id: Uuid = row.try_get("order_id").context("a batch's order id")?;
@@ -348,10 +386,18 @@ async fn act(
         ));
     }
     let record = ledger.hold(order_id, &req.resource, req.quantity).await?;
-    if record.conflicts_with(&req.resource, req.quantity) {
-        metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => "mismatch")
-            .increment(1);
-        return Err(ApiError::new(
+    let answer = record.answer(&req.resource, req.quantity);
+    metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => answer.label())
+        .increment(1);
+    Ok(match answer {
+        Answer::Held => Json(record).into_response(),
+        Answer::Rejected(code) => {
+            let detail = format!("order {order_id}: {} refused ({code})", ledger.spec.route);
+            let mut e = ApiError::conflict("rejected", detail);
+            e.body.error = code.to_owned().into();
+            e.into_response()
+        }
+        Answer::Mismatch => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             HOLD_MISMATCH,
             format!(
@@ -362,29 +408,13 @@ async fn act(
                 req.resource,
                 req.quantity
             ),
-        ));
-    }
-    let outcome = if record.rejection().is_some() {
-        "rejected"
-    } else {
-        "held"
-    };
-    metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => outcome)
-        .increment(1);
-    Ok(match record.rejection() {
-        None => Json(record).into_response(),
-        Some(code) => {
-            let detail = format!("order {order_id}: {} refused ({code})", ledger.spec.route);
-            let mut e = ApiError::conflict("rejected", detail);
-            e.body.error = code.to_owned().into();
-            e.into_response()
-        }
+        )
+        .into_response(),
     })
 }
 
 /// A batch of actions: 200 with every order's record, in the request's order. Each is what the
-/// single action would answer: the mediator reads a rejection, or a replay with other terms
-/// (`HoldRecord::conflicts_with`), from the record itself.
+/// single action would answer: the mediator reads it from the record ([`HoldRecord::answer`]).
 async fn act_all(
     State(ledger): State<Ledger>,
     ApiJson(batch): ApiJson<Vec<BatchedHold>>,
@@ -397,13 +427,7 @@ async fn act_all(
     }
     let records = ledger.hold_all(&batch).await?;
     for (hold, record) in batch.iter().zip(&records) {
-        let outcome = if record.conflicts_with(&hold.resource, hold.quantity) {
-            "mismatch"
-        } else if record.rejection().is_some() {
-            "rejected"
-        } else {
-            "held"
-        };
+        let outcome = record.answer(&hold.resource, hold.quantity).label();
         metrics::counter!("ledger_actions_total", "route" => ledger.spec.route, "outcome" => outcome)
             .increment(1);
     }

@@ -16,7 +16,7 @@ use crate::{
     config::ParticipantsConfig,
     saga::{Participant, STEPS, Step},
 };
-use anyhow::Result;
+use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
 use order_store::stream::Terms;
 use reqwest::{Method, StatusCode};
@@ -24,7 +24,7 @@ use shop_common::{
     client::InternalClient,
     config::InternalTokenConfig,
     error::ErrorBody,
-    ledger::{BatchedHold, HOLD_MISMATCH, HoldRequest},
+    ledger::{Answer, BatchedHold, HOLD_MISMATCH, HoldRequest},
 };
 use std::{sync::Mutex, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -70,13 +70,17 @@ impl Failure {
     }
 }
 
+/// How the mediator reaches one participant: its client, and the batches of its forward actions
+/// (none when PARTICIPANT_BATCH is 1: then each action is its own request).
+struct Link {
+    client: InternalClient,
+    batcher: Option<Batcher>,
+}
+
 pub struct Participants {
-    items: InternalClient,
-    slots: InternalClient,
-    billing: InternalClient,
-    /// The forward actions' batches, one per participant (items, slots, billing), unless
-    /// PARTICIPANT_BATCH is 1: then each action is its own request.
-    batchers: Option<[Batcher; 3]>,
+    items: Link,
+    slots: Link,
+    billing: Link,
     step_deadline: Duration,
     broken_compensation: Option<Participant>,
     shutdown: CancellationToken,
@@ -105,38 +109,28 @@ impl Participants {
         // A hung participant must leave time for retries within the step deadline.
         let attempt_timeout =
             (config.step_deadline / 3).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        let client = |url: &str| InternalClient::new(url, token.secret.clone(), attempt_timeout);
-        let (items, slots, billing) = (
-            client(&config.items_url)?,
-            client(&config.slots_url)?,
-            client(&config.billing_url)?,
-        );
-        let batchers = (config.batch > 1).then(|| {
-            [
-                (Participant::Items, &items),
-                (Participant::Slots, &slots),
-                (Participant::Billing, &billing),
-            ]
-            .map(|(participant, client)| {
-                let route = STEPS
-                    .iter()
-                    .find(|s| s.participant == participant)
-                    .map_or("", |s| s.route);
-                Batcher::start(client.clone(), route, config.batch)
-            })
-        });
+        let link = |participant: Participant, url: &str| -> Result<Link> {
+            let client = InternalClient::new(url, token.secret.clone(), attempt_timeout)?;
+            let route = STEPS
+                .iter()
+                .find(|s| s.participant == participant)
+                .map(|s| s.route)
+                .with_context(|| format!("{} has no saga step", participant.name()))?;
+            let batcher =
+                (config.batch > 1).then(|| Batcher::start(client.clone(), route, config.batch));
+            Ok(Link { client, batcher })
+        };
         Ok(Self {
-            items,
-            slots,
-            billing,
-            batchers,
+            items: link(Participant::Items, &config.items_url)?,
+            slots: link(Participant::Slots, &config.slots_url)?,
+            billing: link(Participant::Billing, &config.billing_url)?,
             step_deadline: config.step_deadline,
             broken_compensation: config.broken_compensation,
             shutdown,
         })
     }
 
-    fn client(&self, participant: Participant) -> &InternalClient {
+    fn link(&self, participant: Participant) -> &Link {
         match participant {
             Participant::Items => &self.items,
             Participant::Slots => &self.slots,
@@ -146,7 +140,7 @@ impl Participants {
 
     /// The step's action for `order`, retried until it has an answer or the deadline passes.
     pub async fn act(&self, step: &Step, order: &Terms) -> ActionOutcome {
-        let client = self.client(step.participant);
+        let Link { client, batcher } = self.link(step.participant);
         let path = format!("/internal/{}/{}", step.route, order.id);
         let request_id = order.id.to_string();
         let body = HoldRequest {
@@ -154,11 +148,6 @@ impl Participants {
             quantity: (step.quantity)(order),
         };
         let last_error = Mutex::new(String::new());
-        let batcher = self.batchers.as_ref().map(|b| match step.participant {
-            Participant::Items => &b[0],
-            Participant::Slots => &b[1],
-            Participant::Billing => &b[2],
-        });
         let attempt = || async {
             if let Some(batcher) = batcher {
                 let hold = BatchedHold {
@@ -167,14 +156,12 @@ impl Participants {
                     quantity: body.quantity,
                 };
                 let record = batcher.act(hold).await?;
-                // What the single action answers with 422 (a contract error) and 409.
-                if record.conflicts_with(&body.resource, body.quantity) {
-                    return Err(Failure::Permanent(HOLD_MISMATCH.to_owned()));
-                }
-                return Ok(match record.rejection() {
-                    Some(code) => ActionOutcome::Rejected(code.to_owned()),
-                    None => ActionOutcome::Held,
-                });
+                // As the single action's 200, 409 and 422 (a contract error) are read below.
+                return match record.answer(&body.resource, body.quantity) {
+                    Answer::Held => Ok(ActionOutcome::Held),
+                    Answer::Rejected(code) => Ok(ActionOutcome::Rejected(code.to_owned())),
+                    Answer::Mismatch => Err(Failure::Permanent(HOLD_MISMATCH.to_owned())),
+                };
             }
             let response = client
                 .request(Method::PUT, &path, &request_id)
@@ -229,7 +216,7 @@ impl Participants {
                 "MEDIATOR_BROKEN_COMPENSATION: compensation NOT sent, recorded as done");
             return Ok(());
         }
-        let client = self.client(step.participant);
+        let client = &self.link(step.participant).client;
         let path = format!("/internal/{}/{}", step.route, order_id);
         let request_id = order_id.to_string();
         let attempt = || async {

@@ -7,7 +7,9 @@
 //! binaries of its bin dir, the postmaster of its data directory and that postmaster's children,
 //! its Redis and its nginx.
 
+use crate::procs::Database;
 use anyhow::{Context, Result};
+use order_store::db::Status;
 use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 use std::{
     collections::BTreeMap,
@@ -150,7 +152,8 @@ fn report(
 }
 
 async fn finals(db: &mut PgConnection) -> Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM orders WHERE status IN ('completed', 'failed')")
+    sqlx::query_scalar("SELECT count(*) FROM orders WHERE status = ANY($1)")
+        .bind(Status::finals())
         .fetch_one(db)
         .await
         .context("counting finished orders")
@@ -162,10 +165,11 @@ async fn read(
     admin: &mut PgConnection,
 ) -> Result<Reading> {
     let finals = finals(db).await?;
+    let databases: Vec<&str> = Database::ALL.iter().map(|d| d.name()).collect();
     let commits: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT datname::text, xact_commit FROM pg_stat_database \
-         WHERE datname IN ('orders', 'billing', 'items', 'slots', 'auth')",
+        "SELECT datname::text, xact_commit FROM pg_stat_database WHERE datname = ANY($1)",
     )
+    .bind(databases)
     .fetch_all(admin)
     .await
     .context("reading pg_stat_database")?;
