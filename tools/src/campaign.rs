@@ -313,12 +313,12 @@ pub struct KillReport {
     pub slowest_recovery_ms: u128,
     /// Orders not final at the moment of each kill (when the loop was given the orders database).
     pub unfinished_at_kills: Vec<i64>,
-    /// Kills whose victim held nothing when it died (after a bounded wait for it to hold
-    /// something): a kill that tested nothing. See [`victim_holds`].
+    /// Kills made when no candidate held anything for [`VICTIM_WAIT`] (victims are drawn among
+    /// those holding something): a kill that tested nothing. See [`victim_holds`].
     pub idle_kills: Vec<String>,
 }
 
-/// How long a kill waits for its victim to hold something before it kills it anyway (and
+/// How long a kill waits for some candidate to hold something before it kills one anyway (and
 /// reports an idle kill).
 const VICTIM_WAIT: Duration = Duration::from_secs(10);
 
@@ -342,19 +342,32 @@ pub async fn victim_holds(stack: &Stack, victim: &str, orders_db: Option<&PgPool
     Some(unfinished.max(0) as u64)
 }
 
-/// Waits, at most [`VICTIM_WAIT`] or until `stop`, for `victim` to hold something; returns what
-/// it holds at the end (`None`: unknown).
-async fn wait_until_victim_holds(
+/// Waits, at most [`VICTIM_WAIT`] or until `stop`, for some of `candidates` to hold something;
+/// returns those that do at the end, or, when none does, the candidates whose holdings could not
+/// be read (`victim_holds` gave `None`: not held against). Empty: every candidate held nothing
+/// for the whole wait.
+async fn holders_among<'a>(
     stack: &Stack,
-    victim: &str,
+    candidates: &[&'a String],
     orders_db: Option<&PgPool>,
     stop: &AtomicBool,
-) -> Option<u64> {
+) -> Vec<&'a String> {
     let deadline = Instant::now() + VICTIM_WAIT;
     loop {
-        let held = victim_holds(stack, victim, orders_db).await;
-        if held != Some(0) || Instant::now() >= deadline || stop.load(Relaxed) {
-            return held;
+        let mut holding = Vec::new();
+        let mut unknown = Vec::new();
+        for &candidate in candidates {
+            match victim_holds(stack, candidate, orders_db).await {
+                Some(0) => {}
+                Some(_) => holding.push(candidate),
+                None => unknown.push(candidate),
+            }
+        }
+        if !holding.is_empty() {
+            return holding;
+        }
+        if !unknown.is_empty() || Instant::now() >= deadline || stop.load(Relaxed) {
+            return unknown;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -442,10 +455,19 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
         if candidates.is_empty() {
             continue;
         }
-        let target = candidates[rng.random_range(0..candidates.len())].clone();
-        if wait_until_victim_holds(stack, &target, orders_db, stop).await == Some(0) {
-            report.idle_kills.push(target.clone());
+        // The victim is drawn among the candidates holding something: a mediator idle between
+        // two sagas is no test of a crash mid-saga, while its busy sibling is.
+        let holders = holders_among(stack, &candidates, orders_db, stop).await;
+        if stop.load(Relaxed) {
+            break;
         }
+        let target = if holders.is_empty() {
+            let target = candidates[rng.random_range(0..candidates.len())].clone();
+            report.idle_kills.push(target.clone());
+            target
+        } else {
+            holders[rng.random_range(0..holders.len())].clone()
+        };
         if let Some(db) = orders_db {
             if let Ok(n) = audit::not_final(db).await {
                 report.unfinished_at_kills.push(n);
