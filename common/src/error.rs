@@ -70,9 +70,6 @@ impl Dependency {
             if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
                 return postgres_unreachable(e).then_some(Dependency::Postgres);
             }
-            if let Some(e) = cause.downcast_ref::<deadpool_redis::PoolError>() {
-                return redis_pool_unreachable(e).then_some(Dependency::Redis);
-            }
             if let Some(e) = cause.downcast_ref::<::redis::RedisError>() {
                 return redis_unreachable(e).then_some(Dependency::Redis);
             }
@@ -93,15 +90,6 @@ fn postgres_unreachable(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
         }),
-        _ => false,
-    }
-}
-
-fn redis_pool_unreachable(e: &deadpool_redis::PoolError) -> bool {
-    use deadpool_redis::PoolError;
-    match e {
-        PoolError::Timeout(_) | PoolError::Closed => true,
-        PoolError::Backend(e) => redis_unreachable(e),
         _ => false,
     }
 }
@@ -293,12 +281,14 @@ mod tests {
         let err = anyhow::Error::new(refused).context("XADD");
         assert_eq!(Dependency::down_in(&err), Some(Dependency::Redis));
 
-        let pool = crate::redis::pool(&crate::config::SecretString::from(format!(
+        // The shared connection, opened on first use: the first command finds Redis down.
+        let redis = crate::redis::connect(&crate::config::SecretString::from(format!(
             "redis://{CLOSED}"
         )))
         .unwrap();
-        let err = pool.get().await.err().expect("nothing listens there");
-        let err = anyhow::Error::new(err).context("taking a Redis connection");
+        let err = crate::redis::ping(&redis)
+            .await
+            .expect_err("nothing listens there");
         assert_eq!(Dependency::down_in(&err), Some(Dependency::Redis));
         assert_eq!(ApiError::from(err).status, StatusCode::SERVICE_UNAVAILABLE);
     }

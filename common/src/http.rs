@@ -2,7 +2,7 @@
 //! request ids, tracing spans, request metrics, a body-size limit, a request timeout, JSON 404/405,
 //! paths that answer with and without a trailing slash, and graceful shutdown.
 
-use crate::{config::HttpConfig, error::ApiError, redis::RedisPool};
+use crate::{config::HttpConfig, error::ApiError, redis::Redis};
 use anyhow::{Context, Result};
 use axum::{
     BoxError, Json, Router,
@@ -35,7 +35,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Default)]
 pub struct Readiness {
     pub db: Option<PgPool>,
-    pub redis: Option<RedisPool>,
+    pub redis: Option<Redis>,
 }
 
 impl Readiness {
@@ -48,7 +48,7 @@ impl Readiness {
     }
 
     /// A service that needs its database and Redis.
-    pub fn database_and_redis(db: PgPool, redis: RedisPool) -> Self {
+    pub fn database_and_redis(db: PgPool, redis: Redis) -> Self {
         Self {
             db: Some(db),
             redis: Some(redis),

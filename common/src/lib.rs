@@ -1,8 +1,8 @@
-//! Plumbing every saga-shop service shares, written once: configuration, logging, the Postgres and
-//! Redis pools, JWT verification, the HTTP error body, the common HTTP layers and endpoints, graceful
-//! shutdown, the shared domain newtypes, the public API's wire types (`api`, which the services
-//! send and `shop-client` reads) and the participant ledger (the idempotent, compensable
-//! hold/release design that billing, items and slots all follow).
+//! Plumbing every saga-shop service shares, written once: configuration, logging, the Postgres
+//! pools and the shared Redis connection, JWT verification, the HTTP error body, the common HTTP
+//! layers and endpoints, graceful shutdown, the shared domain newtypes, the public API's wire
+//! types (`api`, which the services send and `shop-client` reads) and the participant ledger (the
+//! idempotent, compensable hold/release design that billing, items and slots all follow).
 
 pub mod api;
 pub mod auth;

@@ -1,20 +1,43 @@
-//! Redis access. Ordinary commands go through a deadpool pool of multiplexed connections; blocking
-//! reads (XREADGROUP BLOCK) must use [`dedicated_connection`], because a pooled multiplexed
-//! connection would stall every other command queued behind the blocking one, and redis 1.x
-//! connections time out responses after 500 ms by default.
+//! Redis access. Ordinary commands share ONE multiplexed connection per process ([`Redis`]):
+//! every task's commands are pipelined on it, so a command costs one round trip — a pool would add
+//! a health check (`UNWATCH` + `PING`) to every checkout, one more round trip per use. It is
+//! opened on first use and opened again, in the background, after it is lost (a Redis restart):
+//! a command meanwhile fails at once with an error [`crate::error::Dependency`] reads as Redis
+//! being down, and the next one uses the new connection. Blocking reads (XREADGROUP BLOCK) must
+//! use [`dedicated_connection`]: on the shared connection they would stall every command queued
+//! behind them, and redis 1.x connections time out responses after 500 ms by default.
 
 use crate::config::ExposeSecret;
 use crate::config::SecretString;
 use anyhow::{Context, Result};
-use deadpool_redis::{Config, Pool, Runtime};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;
 
-pub use deadpool_redis::Pool as RedisPool;
+/// How long opening the shared connection may take before the command waiting on it fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub fn pool(url: &SecretString) -> Result<Pool> {
-    Config::from_url(url.expose_secret())
-        .create_pool(Some(Runtime::Tokio1))
-        .context("creating the Redis pool")
+/// The process's shared Redis connection (cheap to clone: every clone is the same connection).
+#[derive(Clone)]
+pub struct Redis(ConnectionManager);
+
+impl Redis {
+    /// The shared connection, to send commands on (`query_async(&mut redis.connection())`).
+    pub fn connection(&self) -> ConnectionManager {
+        self.0.clone()
+    }
+}
+
+/// The shared connection to `url`, opened on first use: Redis need not be up yet.
+pub fn connect(url: &SecretString) -> Result<Redis> {
+    let client = ::redis::Client::open(url.expose_secret()).context("parsing REDIS_URL")?;
+    // One attempt per loss, no retries inside it: while Redis is down, commands fail fast (503
+    // with Retry-After, or the caller's own retry) instead of queueing behind a backoff.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_number_of_retries(0);
+    ConnectionManager::new_lazy_with_config(client, config)
+        .map(Redis)
+        .context("setting up the Redis connection")
 }
 
 /// A connection of its own, whose responses may take as long as `max_block` plus a margin.
@@ -40,10 +63,9 @@ pub fn describe(url: &SecretString) -> String {
     }
 }
 
-pub async fn ping(pool: &Pool) -> Result<()> {
-    let mut conn = pool.get().await.context("taking a Redis connection")?;
+pub async fn ping(redis: &Redis) -> Result<()> {
     let _: String = ::redis::cmd("PING")
-        .query_async(&mut *conn)
+        .query_async(&mut redis.connection())
         .await
         .context("Redis PING")?;
     Ok(())

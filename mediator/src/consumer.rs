@@ -3,7 +3,8 @@
 //! dropped silently.
 //!
 //! - New entries: `XREADGROUP ... BLOCK` on a dedicated connection (a blocking read would stall a
-//!   pooled multiplexed connection), `COUNT` = free saga slots. Every other command uses the pool.
+//!   shared multiplexed connection), `COUNT` = free saga slots. Every other command uses the
+//!   process's shared connection (`shop_common::redis::Redis`).
 //! - An entry is acknowledged only once its order's final state is stored. A crash before that
 //!   leaves it pending: on start a process first re-reads its own pending entries (a restarted
 //!   pod keeps its CONSUMER_NAME), and periodically `XAUTOCLAIM`s entries idle for longer than
@@ -33,7 +34,7 @@ use crate::{
 use anyhow::Result;
 use backon::BackoffBuilder;
 use order_store::stream::Terms;
-use shop_common::{config::SecretString, redis::RedisPool};
+use shop_common::{config::SecretString, redis::Redis};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
@@ -69,7 +70,7 @@ impl Consumer {
     pub fn new(
         cfg: StreamConfig,
         redis_url: SecretString,
-        redis: RedisPool,
+        redis: Redis,
         executor: Arc<Executor>,
         shutdown: CancellationToken,
     ) -> Self {

@@ -2,8 +2,9 @@
 //! claim, heartbeat, acknowledge, dead-letter, trim, leave — and the parsing of their replies into
 //! typed entries. Scheduling (which entry runs when, on how many slots) is `crate::consumer`'s.
 //!
-//! Commands go through the pool, except the blocking read of new entries: it has a connection of
-//! its own ([`Reader`]), because a blocking read would stall a pooled multiplexed connection.
+//! Commands go on the process's shared connection, except the blocking read of new entries: it
+//! has a connection of its own ([`Reader`]), because a blocking read would stall every command
+//! pipelined behind it on a shared one.
 
 use crate::config::StreamConfig;
 use anyhow::{Context, Result};
@@ -13,7 +14,7 @@ use redis::{
     aio::MultiplexedConnection,
     streams::{StreamInfoGroupsReply, StreamPendingCountReply, StreamPendingReply},
 };
-use shop_common::{config::SecretString, redis::RedisPool};
+use shop_common::{config::SecretString, redis::Redis};
 use std::{
     collections::{BTreeMap, HashMap},
     time::Duration,
@@ -70,23 +71,21 @@ pub struct Claimed {
 /// stream.
 pub struct OrdersStream {
     cfg: StreamConfig,
-    redis: RedisPool,
+    redis: Redis,
 }
 
 impl OrdersStream {
-    pub fn new(cfg: StreamConfig, redis: RedisPool) -> Self {
+    pub fn new(cfg: StreamConfig, redis: Redis) -> Self {
         Self { cfg, redis }
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        self.redis.get().await.context("taking a Redis connection")
+    fn conn(&self) -> redis::aio::ConnectionManager {
+        self.redis.connection()
     }
 
-    /// Sends `cmd` on a pooled connection; `what` names it in errors.
+    /// Sends `cmd` on the shared connection; `what` names it in errors.
     async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd, what: &'static str) -> Result<T> {
-        cmd.query_async(&mut *self.conn().await?)
-            .await
-            .context(what)
+        cmd.query_async(&mut self.conn()).await.context(what)
     }
 
     /// `XREADGROUP GROUP <group> <consumer> COUNT <count> [BLOCK <ms>] STREAMS <stream> <from>`:
@@ -110,14 +109,14 @@ impl OrdersStream {
     /// `XGROUP CREATE <stream> <group> 0 MKSTREAM`: from 0, so nothing published before the group
     /// existed is missed. A group that exists already is fine.
     pub async fn create_group(&self) -> Result<()> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.conn();
         let created: RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.cfg.names.orders_stream)
             .arg(&self.cfg.group)
             .arg("0")
             .arg("MKSTREAM")
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await;
         match created {
             Err(e) if e.code() != Some("BUSYGROUP") => Err(e).context("XGROUP CREATE"),
@@ -187,7 +186,7 @@ impl OrdersStream {
             .arg(&self.cfg.group)
             .arg(&self.cfg.consumer)
             .arg(ids)
-            .invoke_async(&mut *self.conn().await?)
+            .invoke_async(&mut self.conn())
             .await
             .context("heartbeat script")
     }
@@ -229,7 +228,7 @@ impl OrdersStream {
             .arg(final_channel(&self.cfg.names.orders_stream))
             .arg(order_id.to_string())
             .ignore()
-            .query_async(&mut *self.conn().await?)
+            .query_async(&mut self.conn())
             .await
             .context("XACK + PUBLISH")?;
         Ok(())

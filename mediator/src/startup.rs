@@ -1,4 +1,4 @@
-//! Wiring: the database and Redis pools, the participants' clients, the executor, the stream
+//! Wiring: the database pool and the shared Redis connection, the participants' clients, the executor, the stream
 //! consumer, and the health/metrics server that stays up until the consumer has drained.
 
 use crate::{config::Config, consumer::Consumer, executor::Executor, participants::Participants};
@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
     // The order service's migrations: both processes may apply them, sqlx serialises that.
     let pool = db::connect_and_migrate(&config.server.database, &order_store::MIGRATOR).await?;
-    let redis = redis::pool(&config.redis_url)?;
+    let redis = redis::connect(&config.redis_url)?;
 
     let stop = CancellationToken::new();
     let on_signal = stop.clone();

@@ -236,7 +236,7 @@ async fn dead_letters(
 ) -> Result<Json<Vec<DeadLetter>>, ApiError> {
     let limit = checked_limit(limit)?;
     let redis = state.outbox.redis();
-    let mut conn = redis.get().await.context("taking a Redis connection")?;
+    let mut conn = redis.connection();
     let stream = state.dead_letter_stream.as_ref();
     let newest: StreamRangeReply = conn
         .xrevrange_count(stream, "+", "-", limit)

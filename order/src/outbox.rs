@@ -20,7 +20,7 @@ use order_store::{
     db::{self, Order},
     stream::FIELD,
 };
-use shop_common::redis::RedisPool;
+use shop_common::redis::Redis;
 use sqlx::PgPool;
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 use time::OffsetDateTime;
@@ -40,7 +40,7 @@ const SWEEP_BATCH: i64 = 500;
 
 #[derive(Clone)]
 pub struct Outbox {
-    redis: RedisPool,
+    redis: Redis,
     stream: Arc<str>,
     /// Published ids and when.
     published: mpsc::Sender<(Uuid, Instant)>,
@@ -49,7 +49,7 @@ pub struct Outbox {
 impl Outbox {
     /// The outbox and its flusher task. The task ends, after writing everything it was sent, once
     /// every clone of the outbox is dropped.
-    pub fn new(pool: PgPool, redis: RedisPool, stream: &str) -> (Self, JoinHandle<()>) {
+    pub fn new(pool: PgPool, redis: Redis, stream: &str) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(FLUSH_QUEUE);
         let flusher = tokio::spawn(flush(pool, rx));
         let outbox = Self {
@@ -60,7 +60,7 @@ impl Outbox {
         (outbox, flusher)
     }
 
-    pub fn redis(&self) -> &RedisPool {
+    pub fn redis(&self) -> &Redis {
         &self.redis
     }
 
@@ -91,7 +91,7 @@ impl Outbox {
 
 /// XADDs one entry per id, the id alone (the mediator reads the order), in one round trip, within
 /// [`PUBLISH_TIMEOUT`].
-pub async fn xadd(redis: &RedisPool, stream: &str, ids: &[Uuid]) -> Result<()> {
+pub async fn xadd(redis: &Redis, stream: &str, ids: &[Uuid]) -> Result<()> {
     send(
         redis,
         stream,
@@ -101,11 +101,7 @@ pub async fn xadd(redis: &RedisPool, stream: &str, ids: &[Uuid]) -> Result<()> {
 }
 
 /// XADDs one entry per item of `entries`, in one round trip, within [`PUBLISH_TIMEOUT`].
-async fn send<E>(
-    redis: &RedisPool,
-    stream: &str,
-    entries: impl IntoIterator<Item = E>,
-) -> Result<()>
+async fn send<E>(redis: &Redis, stream: &str, entries: impl IntoIterator<Item = E>) -> Result<()>
 where
     E: IntoIterator<Item = (&'static str, String)>,
 {
@@ -118,8 +114,7 @@ where
         xadd.ignore();
     }
     let send = async {
-        let mut conn = redis.get().await.context("taking a Redis connection")?;
-        pipe.query_async::<()>(&mut *conn)
+        pipe.query_async::<()>(&mut redis.connection())
             .await
             .context("XADD to the orders stream")
     };
@@ -168,7 +163,7 @@ async fn flush(pool: PgPool, mut rx: mpsc::Receiver<(Uuid, Instant)>) {
 /// Publishes one batch of orders unpublished for longer than `older_than`; returns how many.
 pub async fn sweep_once(
     pool: &PgPool,
-    redis: &RedisPool,
+    redis: &Redis,
     stream: &str,
     older_than: Duration,
 ) -> Result<usize> {
@@ -193,7 +188,7 @@ pub async fn sweep_once(
 /// final; returns how many.
 pub async fn sweep_stale_once(
     pool: &PgPool,
-    redis: &RedisPool,
+    redis: &Redis,
     stream: &str,
     older_than: Duration,
 ) -> Result<usize> {
@@ -213,7 +208,7 @@ pub async fn sweep_stale_once(
 /// `with_unflagged`, those whose publication flag is not written yet); returns how many.
 async fn republish_unfinished(
     pool: &PgPool,
-    redis: &RedisPool,
+    redis: &Redis,
     stream: &str,
     before: OffsetDateTime,
     with_unflagged: bool,
@@ -231,14 +226,14 @@ async fn republish_unfinished(
 
 /// Where the stream's entries live: the Redis process (its run id, new at every start) and
 /// whether the stream exists in it.
-async fn stream_home(redis: &RedisPool, stream: &str) -> Result<(String, bool)> {
-    let mut conn = redis.get().await.context("taking a Redis connection")?;
+async fn stream_home(redis: &Redis, stream: &str) -> Result<(String, bool)> {
+    let mut conn = redis.connection();
     let (info, exists): (String, bool) = ::redis::pipe()
         .cmd("INFO")
         .arg("server")
         .cmd("EXISTS")
         .arg(stream)
-        .query_async(&mut *conn)
+        .query_async(&mut conn)
         .await
         .context("INFO server + EXISTS")?;
     let run_id = info
@@ -256,7 +251,7 @@ async fn stream_home(redis: &RedisPool, stream: &str) -> Result<(String, bool)> 
 /// the mediator skips. `known` is the run id this process last checked.
 pub async fn recover_lost_entries(
     pool: &PgPool,
-    redis: &RedisPool,
+    redis: &Redis,
     stream: &str,
     known: &mut Option<String>,
 ) -> Result<usize> {
@@ -306,7 +301,7 @@ pub struct SweepAfter {
 /// Sweeps every [`SWEEP_EVERY`] until `shutdown`.
 pub async fn run_sweeper(
     pool: PgPool,
-    redis: RedisPool,
+    redis: Redis,
     stream: String,
     after: SweepAfter,
     shutdown: CancellationToken,

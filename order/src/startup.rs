@@ -14,7 +14,7 @@ use shop_common::{
     auth::JwtKeys,
     db as pg,
     http::{self, LongPolls, Readiness},
-    redis::{self, RedisPool},
+    redis::{self, Redis},
     shutdown::Shutdown,
 };
 use sqlx::PgPool;
@@ -47,7 +47,7 @@ pub struct AppState {
 /// final-state listener (ends on `stop`).
 fn build(
     pool: PgPool,
-    redis: RedisPool,
+    redis: Redis,
     config: &Config,
     stop: CancellationToken,
 ) -> (Router, JoinHandle<()>, JoinHandle<()>) {
@@ -84,7 +84,7 @@ fn build(
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
     let pool = pg::connect_and_migrate(&config.server.database, &MIGRATOR).await?;
-    let redis = redis::pool(&config.redis_url)?;
+    let redis = redis::connect(&config.redis_url)?;
     let stop_sweeping = CancellationToken::new();
     let sweeper = tokio::spawn(outbox::run_sweeper(
         pool.clone(),

@@ -115,14 +115,14 @@ async fn a_dead_consumers_entries_are_taken_over() {
 
 /// The consumer and delivery count of the one pending entry of the stream.
 async fn pending_owner(world: &World) -> Option<(String, usize)> {
-    let mut conn = world.redis.get().await.unwrap();
+    let mut conn = world.redis.connection();
     let reply: StreamPendingCountReply = redis::cmd("XPENDING")
         .arg(&world.stream)
         .arg(crate::GROUP)
         .arg("-")
         .arg("+")
         .arg(10)
-        .query_async(&mut *conn)
+        .query_async(&mut conn)
         .await
         .unwrap();
     assert!(reply.ids.len() <= 1, "one entry at most: {:?}", reply.ids);
@@ -231,12 +231,12 @@ async fn shutdown_finishes_the_sagas_in_flight_and_leaves_the_group() {
     stopping.await.unwrap().unwrap();
     assert_eq!(world.status(id).await.0, Status::Completed);
     assert_eq!(world.pending().await, 0);
-    let mut conn = world.redis.get().await.unwrap();
+    let mut conn = world.redis.connection();
     let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(&world.stream)
         .arg(crate::GROUP)
-        .query_async(&mut *conn)
+        .query_async(&mut conn)
         .await
         .unwrap();
     assert!(consumers.consumers.is_empty(), "left the group");

@@ -25,7 +25,7 @@ use redis::streams::{StreamPendingReply, StreamRangeReply};
 use shop_common::{
     config::DatabaseConfig,
     domain::Money,
-    redis::RedisPool,
+    redis::Redis,
     testing::{self, eventually},
 };
 use sqlx::PgPool;
@@ -130,7 +130,7 @@ pub struct World {
     pub pool: PgPool,
     pub database: DatabaseConfig,
     pub fakes: Fakes,
-    pub redis: RedisPool,
+    pub redis: Redis,
     pub stream: String,
 }
 
@@ -141,7 +141,7 @@ impl World {
             pool,
             database,
             fakes: Fakes::start().await,
-            redis: shop_common::redis::pool(&testing::redis_url()).unwrap(),
+            redis: shop_common::redis::connect(&testing::redis_url()).unwrap(),
             stream: format!("orders-{}", Uuid::new_v4().simple()),
         }
     }
@@ -190,9 +190,7 @@ impl World {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
-        cmd.query_async(&mut *self.redis.get().await.unwrap())
-            .await
-            .unwrap()
+        cmd.query_async(&mut self.redis.connection()).await.unwrap()
     }
 
     /// Adds an entry with `fields` to the stream; its id.
@@ -275,7 +273,7 @@ impl World {
         let mut cmd = redis::cmd("XINFO");
         cmd.arg("GROUPS").arg(&self.stream);
         let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> =
-            cmd.query_async(&mut *self.redis.get().await.unwrap()).await;
+            cmd.query_async(&mut self.redis.connection()).await;
         groups.is_ok_and(|g| !g.groups.is_empty())
     }
 }

@@ -160,7 +160,7 @@ async fn an_operator_reads_the_dead_letters_newest_first() {
 
     let dead = format!("{}.dead", app.stream);
     let order = uuid::Uuid::now_v7().to_string();
-    let mut redis = app.redis.get().await.unwrap();
+    let mut redis = app.redis.connection();
     for (order_id, reason) in [
         ("", "malformed entry: no valid order_id"),
         (order.as_str(), "delivered 11 times"),
@@ -174,7 +174,7 @@ async fn an_operator_reads_the_dead_letters_newest_first() {
                 ("reason", reason),
                 ("payload", "{}"),
             ])
-            .query_async(&mut *redis)
+            .query_async(&mut redis)
             .await
             .unwrap();
     }

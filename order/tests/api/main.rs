@@ -27,7 +27,7 @@ use serde_json::{Value as Json, json};
 use shop_common::config::ExposeSecret;
 use shop_common::{
     config::{DatabaseConfig, SecretString},
-    redis::RedisPool,
+    redis::Redis,
     testing::{self, eventually},
 };
 use sqlx::PgPool;
@@ -44,7 +44,7 @@ pub struct App {
     pub pool: PgPool,
     pub stream: String,
     /// The test's own connection to the test Redis, whichever Redis the API was given.
-    pub redis: RedisPool,
+    pub redis: Redis,
 }
 
 /// The API on a fresh database and the test Redis.
@@ -55,7 +55,7 @@ pub async fn spawn_app() -> App {
 /// The API through its real `run` on `database` and `redis_url`, once it is ready.
 pub async fn spawn_app_with(database: DatabaseConfig, redis_url: SecretString) -> App {
     let stream = format!("orders-test-{}", Uuid::new_v4().simple());
-    let redis = shop_common::redis::pool(&testing::redis_url()).unwrap();
+    let redis = shop_common::redis::connect(&testing::redis_url()).unwrap();
     // The stream exists before the API starts, as once the mediator has created its group: the
     // outbox's loss detection then sees nothing lost, and publishes nothing twice.
     let _: () = redis::cmd("XGROUP")
@@ -64,7 +64,7 @@ pub async fn spawn_app_with(database: DatabaseConfig, redis_url: SecretString) -
         .arg("mediator")
         .arg("$")
         .arg("MKSTREAM")
-        .query_async(&mut *redis.get().await.unwrap())
+        .query_async(&mut redis.connection())
         .await
         .unwrap();
     let redis_up = redis_url.expose_secret() != REDIS_DOWN;
@@ -155,7 +155,7 @@ impl App {
             .arg(&self.stream)
             .arg("-")
             .arg("+")
-            .query_async(&mut *self.redis.get().await.unwrap())
+            .query_async(&mut self.redis.connection())
             .await
             .unwrap();
         reply

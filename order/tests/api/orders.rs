@@ -269,7 +269,7 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
     // The poll may not be listening yet when a signal is sent (the signal is a hint: a reader
     // that misses it answers at its deadline), so signal until it answers, for at most 10 s:
     // well before its own 20 s deadline.
-    let mut conn = app.redis.get().await.unwrap();
+    let mut conn = app.redis.connection();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !waiting.is_finished() {
         assert!(
@@ -279,7 +279,7 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
         let _: i64 = redis::cmd("PUBLISH")
             .arg(order_store::stream::final_channel(&app.stream))
             .arg(id.to_string())
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -110,7 +110,7 @@ async fn when_stream_entries_may_be_lost_unfinished_orders_are_published_again_a
         }
         let _: i64 = redis::cmd("DEL")
             .arg(&app.stream)
-            .query_async(&mut *app.redis.get().await.unwrap())
+            .query_async(&mut app.redis.connection())
             .await
             .unwrap();
         // The sweep publishes again, then records this Redis's run: wait for both.
