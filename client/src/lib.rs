@@ -306,9 +306,24 @@ impl ShopClient {
         order: &CreateOrder,
         idempotency_key: Option<&str>,
     ) -> CallResult<(StatusCode, OrderView)> {
-        let mut req = self
-            .order_request(Method::POST, user, "/api/orders/")
-            .json(order);
+        self.create_order_waiting(user, order, idempotency_key, Duration::ZERO)
+            .await
+    }
+
+    /// POST /api/orders/?wait_ms=N: places the order and answers once it is final (with its saga
+    /// log), or after `wait` (whole milliseconds) as it is then. A zero `wait` does not wait.
+    pub async fn create_order_waiting(
+        &self,
+        user: &User,
+        order: &CreateOrder,
+        idempotency_key: Option<&str>,
+        wait: Duration,
+    ) -> CallResult<(StatusCode, OrderView)> {
+        let path = match wait.as_millis() {
+            0 => "/api/orders/".to_owned(),
+            ms => format!("/api/orders/?wait_ms={ms}"),
+        };
+        let mut req = self.order_request(Method::POST, user, &path).json(order);
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
         }
@@ -382,6 +397,11 @@ impl ShopClient {
             .1)
     }
 
+    /// The longest wait one request asks for: [`LONG_POLL`], and half the request timeout.
+    pub fn longest_poll(&self) -> Duration {
+        LONG_POLL.min(self.timeout / 2)
+    }
+
     /// Waits for the order to be final with long polls (GET /api/orders/{id}?wait_ms=N, N at
     /// most [`LONG_POLL`], the time left and half the request timeout), re-issued until the order
     /// is final or `timeout` passes (then the last error, or a `Decode` error saying it is still
@@ -394,7 +414,7 @@ impl ShopClient {
         const BACKOFF_MIN: Duration = Duration::from_millis(20);
         const BACKOFF_MAX: Duration = Duration::from_millis(500);
         let deadline = Instant::now() + timeout;
-        let longest = LONG_POLL.min(self.timeout / 2);
+        let longest = self.longest_poll();
         let mut backoff = BACKOFF_MIN;
         let mut requests = 0;
         let mut transient_errors = 0;

@@ -148,8 +148,8 @@ pub struct HttpConfig {
     /// Bind address.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
-    /// Per-request timeout (ms); a long poll (`GET /api/orders/{id}?wait_ms=N`, N ≤ 30000) gets it
-    /// on top of its longest wait.
+    /// Per-request timeout (ms); a long poll (`?wait_ms=N` on an order's GET or POST, N ≤ 30000)
+    /// gets it on top of its longest wait.
     #[arg(long = "request-timeout-ms", env = "REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
     pub request_timeout: Duration,
     /// Request body limit (bytes).

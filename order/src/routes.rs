@@ -5,8 +5,12 @@
 //! first time, 200 on a replay (same id, same `Location`), 422 if the key comes back with a
 //! different body. A replay never publishes: an order its first POST could not publish is the
 //! sweep's.
+//!
+//! `?wait_ms=N` (the POST and the GET of one order) answers once the order is final, or after N
+//! ms with its state then: a client that wants the outcome asks for it in the request that places
+//! the order, instead of placing it and then asking.
 
-use crate::{error::OrderError, startup::AppState};
+use crate::{error::OrderError, signals::Parked, startup::AppState};
 use anyhow::Context;
 use axum::{
     Json,
@@ -32,13 +36,15 @@ use uuid::Uuid;
 
 pub fn public() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, create))
+        .routes(routes!(list))
         .routes(routes!(cancel))
 }
 
 /// The routes that may wait up to [`MAX_WAIT`] before answering (`?wait_ms=N`).
 pub fn long_polls() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(show))
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(show))
 }
 
 shop_common::answer_sets! {
@@ -70,11 +76,12 @@ pub(crate) fn order_view(o: Order, saga: SagaView) -> OrderView {
     }
 }
 
-/// Places an order: stored, then its saga runs (`status` pending until it is final).
+/// Places an order: stored, then its saga runs (`status` pending until it is final);
+/// `?wait_ms=N` answers once it is final (with its saga log), or after N ms as it is then.
 #[utoipa::path(
     post, path = "/api/orders", operation_id = "createOrder", tag = "orders",
     security(("bearer" = [])),
-    params(IdempotencyKey),
+    params(IdempotencyKey, WaitQuery),
     request_body = CreateOrder,
     responses(
         (
@@ -93,8 +100,10 @@ async fn create(
     State(state): State<AppState>,
     user: AuthUser,
     key: IdempotencyKey,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Result<Response, ApiError> {
+    let wait = query.wait();
     let new = NewOrder {
         username: &user.username,
         amount: req.amount,
@@ -102,8 +111,11 @@ async fn create(
         slot: req.details.slot.as_str(),
         idempotency_key: key.as_deref(),
     };
+    let parked;
     let (order, status) = match db::insert_order(&state.pool, &new).await? {
         Inserted::Created(order) => {
+            // Parked before the order goes on the stream: its final signal cannot come sooner.
+            parked = (!wait.is_zero()).then(|| state.signals.park(order.id));
             if let Err(e) = state.outbox.publish_new(&order).await {
                 // The order is stored: the sweep publishes it once Redis is back.
                 tracing::warn!(order_id = %order.id, "order left for the sweep: {e:#}");
@@ -116,17 +128,47 @@ async fn create(
             if !same {
                 return Err(OrderError::IdempotencyKeyReused.into());
             }
+            parked = (!wait.is_zero()).then(|| state.signals.park(order.id));
+            let order = match parked {
+                // Read again once parked: a final state reached meanwhile is not waited for.
+                Some(_) => db::find_order(&state.pool, order.id)
+                    .await?
+                    .ok_or(OrderError::NotFound)?,
+                None => order,
+            };
             (order, StatusCode::OK)
         }
     };
     let location = HeaderValue::try_from(format!("/api/orders/{}", order.id))
         .context("the order's Location header")?;
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        Json(order_view(order, None)),
+    let view = match parked {
+        Some(parked) => {
+            let (order, saga) = wait_until_final(&state, &user, order, parked, wait).await?;
+            order_view(order, Some(saga))
+        }
+        None => order_view(order, None),
+    };
+    Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+/// `order` (read after `parked` was parked) once it is final, or after `wait` as it is then,
+/// with its saga log: read again, since what is stored is the answer.
+async fn wait_until_final(
+    state: &AppState,
+    user: &AuthUser,
+    order: Order,
+    mut parked: Parked<'_>,
+    wait: Duration,
+) -> Result<(Order, Vec<SagaStep>), ApiError> {
+    if !order.status.is_final() {
+        // Woken or not (a signal can be lost), what is stored is the answer.
+        parked.wait(wait).await;
+    }
+    Ok(
+        db::find_user_order_with_log(&state.pool, &user.username, order.id)
+            .await?
+            .ok_or(OrderError::NotFound)?,
     )
-        .into_response())
 }
 
 /// The caller's orders, oldest first (without their saga logs).
@@ -151,11 +193,17 @@ async fn list(
 /// after N ms with its state then — one request instead of a polling loop.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ShowQuery {
+struct WaitQuery {
     /// Wait up to this long (ms, at most 30000) for the order to be final.
     #[serde(default)]
     #[param(minimum = 0)]
     wait_ms: u64,
+}
+
+impl WaitQuery {
+    fn wait(&self) -> Duration {
+        Duration::from_millis(self.wait_ms).min(MAX_WAIT)
+    }
 }
 
 /// The longest `wait_ms` honoured; a larger one waits this long. The route's timeout is the
@@ -166,7 +214,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 #[utoipa::path(
     get, path = "/api/orders/{id}", operation_id = "getOrder", tag = "orders",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The order's id"), ShowQuery),
+    params(("id" = Uuid, Path, description = "The order's id"), WaitQuery),
     responses(
         (
             status = 200, description = "OK", body = OrderView,
@@ -179,24 +227,21 @@ async fn show(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
-    ApiQuery(query): ApiQuery<ShowQuery>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
+    let wait = query.wait();
     // Park BEFORE the first read: a signal sent while it runs is not lost, and an order that is
     // not final yet costs one more read, when it is (or at the deadline) — not two.
-    let mut parked = (!wait.is_zero()).then(|| state.signals.park(id));
-    let (mut order, mut saga) = db::find_user_order_with_log(&state.pool, &user.username, id)
+    let parked = (!wait.is_zero()).then(|| state.signals.park(id));
+    let (order, saga) = db::find_user_order_with_log(&state.pool, &user.username, id)
         .await?
         .ok_or(OrderError::NotFound)?;
-    if let Some(parked) = parked.as_mut()
-        && !order.status.is_final()
-    {
-        // Woken or not (a signal can be lost), what is stored is the answer.
-        parked.wait(wait).await;
-        (order, saga) = db::find_user_order_with_log(&state.pool, &user.username, id)
-            .await?
-            .ok_or(OrderError::NotFound)?;
-    }
+    let (order, saga) = match parked {
+        Some(parked) if !order.status.is_final() => {
+            wait_until_final(&state, &user, order, parked, wait).await?
+        }
+        _ => (order, saga),
+    };
     Ok(Json(order_view(order, Some(saga))))
 }
 

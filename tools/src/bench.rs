@@ -96,6 +96,11 @@ pub struct BenchArgs {
     #[arg(long, env = "BENCH_PROFILE", value_parser = clap::builder::BoolishValueParser::new(),
           action = clap::ArgAction::SetTrue)]
     pub profile: bool,
+    /// loadgen places each order with a plain POST and waits with a long-poll GET (two requests,
+    /// the original API's way) instead of one POST that waits (`?wait_ms=`).
+    #[arg(long, env = "BENCH_TWO_REQUESTS", value_parser = clap::builder::BoolishValueParser::new(),
+          action = clap::ArgAction::SetTrue)]
+    pub two_requests: bool,
     /// Rounds of (floor, throughput, latency): each figure is their median.
     #[arg(long, env = "BENCH_RUNS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub runs: u32,
@@ -313,6 +318,7 @@ async fn loadgen(
     loadgen
         .args(["--base-url", base_url, "--users", &args.users.to_string()])
         .args(["--mix", &args.mix, "--duration", &args.duration])
+        .args(args.two_requests.then_some("--two-requests"))
         .args(load)
         .env("TOKIO_WORKER_THREADS", args.worker_threads.to_string())
         .stdout(Stdio::piped())
@@ -372,6 +378,7 @@ fn summary(mode: &str, runs: Vec<Value>) -> Result<Value> {
             .map(|r| r["unexpected_outcomes"].as_u64().unwrap_or(0))
             .sum::<u64>(),
         "requests_per_order": run["requests_per_order"],
+        "two_requests": run["two_requests"],
         "concurrency": run.get("concurrency"),
         "rate": run.get("rate"),
     }))

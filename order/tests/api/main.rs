@@ -114,7 +114,21 @@ impl App {
 
     /// POSTs `body`, JSON or meant to be, as `user`.
     pub async fn post_text(&self, user: &str, body: String, key: Option<&str>) -> Response {
-        let url = format!("{}/api/orders/", self.base);
+        self.post_with_query(user, "", body, key).await
+    }
+
+    /// POSTs `body` to `/api/orders/?<query>` as `user` (no query when empty).
+    pub async fn post_with_query(
+        &self,
+        user: &str,
+        query: &str,
+        body: String,
+        key: Option<&str>,
+    ) -> Response {
+        let url = match query {
+            "" => format!("{}/api/orders/", self.base),
+            query => format!("{}/api/orders/?{query}", self.base),
+        };
         let mut req = self.http.post(url).bearer_auth(testing::access_token(user));
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);

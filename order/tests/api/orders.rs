@@ -289,6 +289,101 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
     assert_eq!(answer["success"], true);
 }
 
+/// `POST /api/orders/?wait_ms=N`: the order placed and its outcome in one request — the answer
+/// comes once the order is final (here: completed by the test, as the mediator would, and
+/// signalled), with its saga log, still 201 with its Location.
+#[tokio::test]
+async fn a_post_with_wait_ms_answers_once_the_order_is_final() {
+    let app = spawn_app().await;
+    let placing = tokio::spawn({
+        let request = app
+            .http
+            .post(format!("{}/api/orders/?wait_ms=20000", app.base))
+            .bearer_auth(testing::access_token("alice"))
+            .header("Idempotency-Key", "wait-1")
+            .json(&good_order());
+        async move {
+            let r = request.send().await.unwrap();
+            let location = r.headers()["location"].to_str().unwrap().to_owned();
+            (r.status(), location, r.json::<Json>().await.unwrap())
+        }
+    });
+    // The order is on the stream before the POST waits: the mediator's cue.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        if let Some(id) = app.stream_order_ids().await.first() {
+            break Uuid::parse_str(id).unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        !placing.is_finished(),
+        "the POST answered before its order was final"
+    );
+    app.complete(id).await;
+    // Signal until it answers (see a_long_poll_answers_when_the_order_becomes_final), for at most
+    // 10 s: well before its own 20 s deadline.
+    let mut conn = app.redis.connection();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !placing.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the signal did not end the POST's wait within 10 s"
+        );
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(order_store::stream::final_channel(&app.stream))
+            .arg(id.to_string())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, location, body) = placing.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(location, format!("/api/orders/{id}"));
+    assert_eq!(body["id"], json!(id));
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["saga"], json!([]), "the log, as the GET shows it");
+
+    // A replay of the key, waiting too: the order it created, final already: at once, 200.
+    let replay = app
+        .post_with_query(
+            "alice",
+            "wait_ms=20000",
+            good_order().to_string(),
+            Some("wait-1"),
+        )
+        .await;
+    assert_eq!(replay.status(), StatusCode::OK);
+    let replayed: Json = replay.json().await.unwrap();
+    assert_eq!(replayed["id"], json!(id));
+    assert_eq!(replayed["status"], "completed");
+}
+
+/// Without a signal (no mediator here), a waiting POST answers at its deadline: stored, pending.
+/// A malformed `wait_ms` is refused before anything is stored.
+#[tokio::test]
+async fn a_post_with_wait_ms_answers_the_pending_order_at_its_deadline() {
+    let app = spawn_app().await;
+    let r = app
+        .post_with_query("alice", "wait_ms=100", good_order().to_string(), None)
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let body: Json = r.json().await.unwrap();
+    assert_eq!(body["status"], "pending");
+    assert_eq!(body["saga"], json!([]));
+
+    let bad = app
+        .post_with_query("bob", "wait_ms=soon", good_order().to_string(), None)
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(bad.json::<Json>().await.unwrap()["error"], "invalid_query");
+    let bobs: Json = app.get("bob", "/api/orders/").await.json().await.unwrap();
+    assert_eq!(bobs, json!([]), "a refused POST stores nothing");
+}
+
 #[tokio::test]
 async fn a_long_poll_without_a_signal_answers_the_stored_state_at_its_deadline() {
     let app = spawn_app().await;
