@@ -32,6 +32,7 @@ use shop_common::{
 };
 use sqlx::PgPool;
 use std::time::Duration;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// A Redis URL nothing answers on: the API's Redis is down.
@@ -135,6 +136,28 @@ impl App {
         }
         let json = req.header(reqwest::header::CONTENT_TYPE, "application/json");
         json.body(body).send().await.unwrap()
+    }
+
+    /// What the mediator does once `id` is final: PUBLISH it on the final channel — again and
+    /// again until `waiting` has answered, for at most 10 s (well before the 20 s the tests' long
+    /// polls ask for). A request may not be parked yet when a signal is sent: the signal is a
+    /// hint, and a reader that misses it answers at its deadline.
+    pub async fn signal_final_until_answered<T>(&self, id: Uuid, waiting: &JoinHandle<T>) {
+        let mut conn = self.redis.connection();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !waiting.is_finished() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the signal of {id} did not end the wait within 10 s"
+            );
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(order_store::stream::final_channel(&self.stream))
+                .arg(id.to_string())
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A good order of `user`, created; its id.

@@ -266,24 +266,7 @@ async fn a_long_poll_answers_when_the_order_becomes_final() {
     });
     // What the mediator does: store the final state, then signal it.
     app.complete(id).await;
-    // The poll may not be listening yet when a signal is sent (the signal is a hint: a reader
-    // that misses it answers at its deadline), so signal until it answers, for at most 10 s:
-    // well before its own 20 s deadline.
-    let mut conn = app.redis.connection();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !waiting.is_finished() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the signal did not end the long poll within 10 s"
-        );
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(order_store::stream::final_channel(&app.stream))
-            .arg(id.to_string())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.signal_final_until_answered(id, &waiting).await;
     let answer = waiting.await.unwrap();
     assert_eq!(answer["status"], "completed");
     assert_eq!(answer["success"], true);
@@ -322,23 +305,7 @@ async fn a_post_with_wait_ms_answers_once_the_order_is_final() {
         "the POST answered before its order was final"
     );
     app.complete(id).await;
-    // Signal until it answers (see a_long_poll_answers_when_the_order_becomes_final), for at most
-    // 10 s: well before its own 20 s deadline.
-    let mut conn = app.redis.connection();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !placing.is_finished() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the signal did not end the POST's wait within 10 s"
-        );
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(order_store::stream::final_channel(&app.stream))
-            .arg(id.to_string())
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    app.signal_final_until_answered(id, &placing).await;
     let (status, location, body) = placing.await.unwrap();
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(location, format!("/api/orders/{id}"));
