@@ -6,6 +6,7 @@
 //! - `consumer`: the whole mediator through its real `run` ([`spawn_app`]) consuming a stream;
 //! - `process`: the real binary: kill -9, SIGTERM, start-up refusals.
 
+mod batcher;
 mod consumer;
 mod executor;
 mod fake_participant;
