@@ -8,7 +8,7 @@
 //! every test the conservation audit runs on the databases.
 
 use shop_common::{
-    api::{CreateOrder, Details, OrderView, Status},
+    api::{CreateOrder, Details, OrderView, Status, StepKind, StepOutcome},
     domain::{ItemId, Money, SlotTime},
 };
 use std::{collections::BTreeMap, time::Duration};
@@ -180,6 +180,40 @@ async fn successful_order_takes_money_stock_and_a_courier() {
     let listed = shop.client.orders(&alice).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, order.id);
+    shop.finish().await;
+}
+
+/// `POST /api/orders/?wait_ms=N` on the real stack: one request places the order and answers it
+/// final — completed with its saga log (the three actions), or failed with its reason.
+#[tokio::test]
+async fn a_waiting_post_answers_the_final_order_in_one_request() {
+    let shop = Shop::start().await;
+    let erin = shop.user("erin").await;
+    let wait = Duration::from_secs(10);
+    let (status, order) = shop
+        .client
+        .create_order_waiting(&erin, &new_order(2500, 1, "09:00"), None, wait)
+        .await
+        .unwrap();
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    assert_eq!(order.status, Status::Completed, "{order:?}");
+    assert_eq!(order.success, Some(true));
+    let log: Vec<(&str, StepKind, StepOutcome)> = order
+        .saga
+        .iter()
+        .flatten()
+        .map(|s| (s.participant.as_str(), s.kind, s.outcome))
+        .collect();
+    let action = |p| (p, StepKind::Action, StepOutcome::Ok);
+    assert_eq!(log, [action("items"), action("slots"), action("billing")]);
+
+    let before = shop.snapshot(&erin).await;
+    let (_, refused) = shop
+        .client
+        .create_order_waiting(&erin, &new_order(2500, 1, "19:00"), None, wait)
+        .await
+        .unwrap();
+    assert_failed_cleanly(&shop, &erin, refused, NO_DELIVERY_SLOT, before).await;
     shop.finish().await;
 }
 
