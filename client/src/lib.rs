@@ -110,6 +110,15 @@ pub struct User {
 /// takes milliseconds, is normally seen in one request.
 pub const LONG_POLL: Duration = Duration::from_secs(5);
 
+/// `path`, asking the order API to wait up to `wait` (whole milliseconds) for the order to be
+/// final (`?wait_ms=`); a zero `wait` asks nothing.
+fn waiting(path: &str, wait: Duration) -> String {
+    match wait.as_millis() {
+        0 => path.to_owned(),
+        ms => format!("{path}?wait_ms={ms}"),
+    }
+}
+
 /// The outcome of waiting for an order to be final.
 #[derive(Debug, Clone)]
 pub struct Waited {
@@ -319,10 +328,7 @@ impl ShopClient {
         idempotency_key: Option<&str>,
         wait: Duration,
     ) -> CallResult<(StatusCode, OrderView)> {
-        let path = match wait.as_millis() {
-            0 => "/api/orders/".to_owned(),
-            ms => format!("/api/orders/?wait_ms={ms}"),
-        };
+        let path = waiting("/api/orders/", wait);
         let mut req = self.order_request(Method::POST, user, &path).json(order);
         if let Some(key) = idempotency_key {
             req = req.header("Idempotency-Key", key);
@@ -357,10 +363,7 @@ impl ShopClient {
         id: Uuid,
         wait: Duration,
     ) -> CallResult<OrderView> {
-        let path = match wait.as_millis() {
-            0 => format!("/api/orders/{id}"),
-            ms => format!("/api/orders/{id}?wait_ms={ms}"),
-        };
+        let path = waiting(&format!("/api/orders/{id}"), wait);
         let req = self.order_request(Method::GET, user, &path);
         Ok(self
             .call(format!("order {id}"), req, &[StatusCode::OK])

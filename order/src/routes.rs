@@ -151,8 +151,9 @@ async fn create(
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
 }
 
-/// `order` (read after `parked` was parked) once it is final, or after `wait` as it is then,
-/// with its saga log: read again, since what is stored is the answer.
+/// `order` once it is final, or after `wait` as it is then, with its saga log: read again, since
+/// what is stored is the answer. `order` must be as read when no final signal for it could be
+/// missed: after `parked` was parked, or before the order was published.
 async fn wait_until_final(
     state: &AppState,
     user: &AuthUser,

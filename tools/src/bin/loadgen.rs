@@ -148,9 +148,10 @@ impl Run {
         c.sent.fetch_add(1, Relaxed);
         c.in_flight.fetch_add(1, Relaxed);
         let started = Instant::now();
-        let wait_in_post = match self.two_requests {
-            true => Duration::ZERO,
-            false => self.client.longest_poll(),
+        let wait_in_post = if self.two_requests {
+            Duration::ZERO
+        } else {
+            self.client.longest_poll()
         };
         let placed = self
             .client
@@ -159,17 +160,16 @@ impl Run {
         match placed {
             Err(e) => self.error(format!("post-{}", e.kind()), Some(e.to_string())),
             Ok((_, placed)) => {
-                let waited = match placed.status.is_final() {
-                    true => Ok(Waited {
+                let waited = if placed.status.is_final() {
+                    Ok(Waited {
                         order: placed,
                         requests: 0,
                         transient_errors: 0,
-                    }),
-                    false => {
-                        self.client
-                            .wait_final(&user, placed.id, self.order_timeout)
-                            .await
-                    }
+                    })
+                } else {
+                    self.client
+                        .wait_final(&user, placed.id, self.order_timeout)
+                        .await
                 };
                 match waited {
                     Err(e) => self.error(format!("wait-{}", e.kind()), Some(e.to_string())),
@@ -459,9 +459,10 @@ fn report(run: &Run, args: &Args, mode: &str, started: Instant, seed: u64) -> Re
     let requests_per_order = c.requests.load(Relaxed) as f64 / (finals.max(1)) as f64;
     println!(
         "requests per order {requests_per_order:.2} ({})",
-        match args.two_requests {
-            true => "the POST + long-poll GET /api/orders/{id}?wait_ms=; 2 is the least",
-            false => "the POST ?wait_ms=, then long-poll GETs if not final; 1 is the least",
+        if args.two_requests {
+            "the POST + long-poll GET /api/orders/{id}?wait_ms=; 2 is the least"
+        } else {
+            "the POST ?wait_ms=, then long-poll GETs if not final; 1 is the least"
         }
     );
     let result = json!({
