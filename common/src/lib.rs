@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod group_commit;
 pub mod http;
 pub mod idempotency;
 pub mod internal;

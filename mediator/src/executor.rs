@@ -2,7 +2,8 @@
 //! machine ([`crate::saga`]) asks, and store the outcome with guarded transitions.
 //!
 //! Database work per saga: one statement that moves the status AND appends the saga log (so a
-//! successful saga is 1 round trip and 1 commit), after one SELECT unless the stream entry carried
+//! successful saga is 1 round trip and 1 commit, shared with the transitions of the sagas that
+//! finish at the same time: [`Transitions`]), after one SELECT unless the stream entry carried
 //! the order's terms (its first delivery, [`Executor::run_new`]). An abort adds exactly one
 //! statement: the decision (`pending -> compensating`, with the log so far) is committed BEFORE
 //! any compensation, and `compensating -> failed` (with the compensations) after the last one. An
@@ -33,9 +34,10 @@ use crate::{
 use anyhow::{Result, bail};
 use backon::{ExponentialBuilder, Retryable};
 use order_store::{
-    db::{self, NewStep, Order, Status, StepKind, StepOutcome},
+    db::{self, NewStep, Order, Status, StepKind, StepOutcome, Transition},
     stream::Terms,
 };
+use shop_common::group_commit::{BatchFailed, GroupCommit, Limits};
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -72,14 +74,54 @@ pub enum Disposition {
     Abandoned,
 }
 
+/// The guarded transitions of many sagas, stored together (`shop_common::group_commit`): one
+/// statement and one commit for whatever transitions wait while [`TRANSITIONS`]' statements run.
+type Transitions = GroupCommit<Transition, bool, BatchFailed>;
+
+/// How the sagas' transitions are grouped: statements at once, and the most in one.
+const TRANSITIONS: Limits = Limits {
+    in_flight: 2,
+    max: 64,
+};
+
 pub struct Executor {
     pool: PgPool,
     participants: Participants,
+    transitions: Transitions,
 }
 
 impl Executor {
     pub fn new(pool: PgPool, participants: Participants) -> Self {
-        Self { pool, participants }
+        let store = pool.clone();
+        let transitions = GroupCommit::start(TRANSITIONS, move |all: Vec<Transition>| {
+            let pool = store.clone();
+            async move { Ok(db::transitions(&pool, &all).await?) }
+        });
+        Self {
+            pool,
+            participants,
+            transitions,
+        }
+    }
+
+    /// The guarded transition `from -> to` of `order_id` with `log` (retried as [`Self::retrying`]
+    /// says), stored with the concurrent sagas' transitions: whether it moved.
+    async fn transition(
+        &self,
+        order_id: Uuid,
+        (from, to): (Status, Status),
+        reason: Option<&str>,
+        log: &[NewStep],
+    ) -> Result<bool> {
+        let transition = Transition {
+            order_id,
+            from,
+            to,
+            reason: reason.map(str::to_owned),
+            steps: log.to_vec(),
+        };
+        self.retrying(|| async { Ok(self.transitions.submit(transition.clone()).await?) })
+            .await
     }
 
     /// Database statements are retried for a few seconds before the run gives up (and its entry
@@ -178,7 +220,7 @@ impl Executor {
             other => bail!("the saga of order {} stopped in {other:?}", order.id),
         };
         let moved = self
-            .retrying(|| db::transition(&self.pool, order.id, Status::Pending, to, reason, &log))
+            .transition(order.id, (Status::Pending, to), reason, &log)
             .await?;
         let disposition = match to {
             _ if !moved => self.follow_recorded(order.id).await?,
@@ -224,10 +266,7 @@ impl Executor {
             other => bail!("order {order_id} is undone from {other:?}, not from an abort"),
         };
         // The reason recorded with the abort decision (or the cancel) stays.
-        if self
-            .retrying(|| db::transition(&self.pool, order_id, from, to, None, &log))
-            .await?
-        {
+        if self.transition(order_id, (from, to), None, &log).await? {
             count_final(to, reason);
             return Ok(Disposition::Final(to));
         }
@@ -298,17 +337,12 @@ impl Executor {
     /// A pending order whose entry is dead-lettered: abort it, undo everything, fail it.
     async fn abort_unprocessable(&self, order: &Order) -> Result<Disposition> {
         let decided = self
-            .retrying(|| {
-                let (from, to) = (Status::Pending, Status::Compensating);
-                db::transition(
-                    &self.pool,
-                    order.id,
-                    from,
-                    to,
-                    Some(UNPROCESSABLE_REASON),
-                    &[],
-                )
-            })
+            .transition(
+                order.id,
+                (Status::Pending, Status::Compensating),
+                Some(UNPROCESSABLE_REASON),
+                &[],
+            )
             .await?;
         if !decided {
             return self.follow_recorded(order.id).await;

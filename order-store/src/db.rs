@@ -8,7 +8,7 @@ use shop_common::domain::Money;
 use sqlx::{
     Arguments, FromRow, PgExecutor, PgPool, Row, error::BoxDynError, postgres::PgArguments,
 };
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -114,12 +114,14 @@ macro_rules! order_columns {
     };
 }
 
-pub struct NewOrder<'a> {
-    pub username: &'a str,
+/// An order to store, as its POST asked.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub username: String,
     pub amount: Money,
     pub item: i64,
-    pub slot: &'a str,
-    pub idempotency_key: Option<&'a str>,
+    pub slot: String,
+    pub idempotency_key: Option<String>,
 }
 
 pub enum Inserted {
@@ -129,36 +131,58 @@ pub enum Inserted {
 }
 
 /// Stores a new pending order, or returns the one this user's Idempotency-Key already created.
-pub async fn insert_order(pool: &PgPool, new: &NewOrder<'_>) -> Result<Inserted> {
-    let created = sqlx::query_as::<_, Order>(concat!(
+pub async fn insert_order(pool: &PgPool, new: &NewOrder) -> Result<Inserted> {
+    let stored = insert_orders(pool, std::slice::from_ref(new))
+        .await?
+        .pop()
+        .flatten();
+    inserted(pool, new, stored).await
+}
+
+/// Stores new pending orders in ONE statement (one commit for all of them): each one's stored
+/// order, in `new`'s order, or `None` where its Idempotency-Key was used before (then see
+/// [`inserted`]). Rows go in key order, so two such statements cannot deadlock on keys they share.
+pub async fn insert_orders(pool: &PgPool, new: &[NewOrder]) -> Result<Vec<Option<Order>>> {
+    let ids: Vec<Uuid> = new.iter().map(|_| Uuid::now_v7()).collect();
+    let stored = sqlx::query_as::<_, Order>(concat!(
         "INSERT INTO orders (id, username, amount, item, slot, idempotency_key) \
-         VALUES ($1, $2, $3, $4, $5, $6) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], \
+                              $6::text[]) AS new(id, username, amount, item, slot, idempotency_key) \
+         ORDER BY username, idempotency_key \
          ON CONFLICT (username, idempotency_key) DO NOTHING RETURNING ",
         order_columns!()
     ))
-    .bind(Uuid::now_v7())
-    .bind(new.username)
-    .bind(new.amount.minor())
-    .bind(new.item)
-    .bind(new.slot)
-    .bind(new.idempotency_key)
-    .fetch_optional(pool)
+    .bind(&ids)
+    .bind(new.iter().map(|n| n.username.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|n| n.amount.minor()).collect::<Vec<_>>())
+    .bind(new.iter().map(|n| n.item).collect::<Vec<_>>())
+    .bind(new.iter().map(|n| n.slot.as_str()).collect::<Vec<_>>())
+    .bind(new.iter().map(|n| n.idempotency_key.as_deref()).collect::<Vec<_>>())
+    .fetch_all(pool)
     .await
-    .context("inserting an order")?;
-    if let Some(order) = created {
+    .context("inserting orders")?;
+    let mut by_id: HashMap<Uuid, Order> = stored.into_iter().map(|o| (o.id, o)).collect();
+    Ok(ids.iter().map(|id| by_id.remove(id)).collect())
+}
+
+/// What storing `new` did, given what its INSERT returned: `stored`, or, if it conflicted, the
+/// order its Idempotency-Key created before.
+pub async fn inserted(pool: &PgPool, new: &NewOrder, stored: Option<Order>) -> Result<Inserted> {
+    if let Some(order) = stored {
         return Ok(Inserted::Created(order));
     }
     // Only a key can conflict. Read in a new statement: the conflicting row may have been
     // committed after the INSERT's snapshot was taken.
     let key = new
         .idempotency_key
+        .as_deref()
         .context("an order without an Idempotency-Key conflicted")?;
     let existing = sqlx::query_as::<_, Order>(concat!(
         "SELECT ",
         order_columns!(),
         " FROM orders WHERE username = $1 AND idempotency_key = $2"
     ))
-    .bind(new.username)
+    .bind(&new.username)
     .bind(key)
     .fetch_optional(pool)
     .await
@@ -419,8 +443,11 @@ pub async fn saga_log(pool: &PgPool, order_id: Uuid) -> Result<Vec<SagaStep>> {
     .context("reading the saga log")
 }
 
-/// Column arrays for `UNNEST`: the whole log of a run goes in one INSERT.
+/// Column arrays for `UNNEST`: the logs of many moves go in one INSERT. `n` is the move's number
+/// in its statement (1-based, as `WITH ORDINALITY` numbers the moves) and `k` the step's within it.
 struct StepColumns {
+    n: Vec<i64>,
+    k: Vec<i32>,
     participant: Vec<&'static str>,
     kind: Vec<&'static str>,
     outcome: Vec<&'static str>,
@@ -430,26 +457,43 @@ struct StepColumns {
 }
 
 impl StepColumns {
-    fn of(steps: &[NewStep]) -> Self {
-        Self {
-            participant: steps.iter().map(|s| s.participant).collect(),
-            kind: steps.iter().map(|s| s.kind.as_str()).collect(),
-            outcome: steps.iter().map(|s| s.outcome.as_str()).collect(),
-            error_code: steps.iter().map(|s| s.error_code.clone()).collect(),
-            started_at: steps.iter().map(|s| s.started_at).collect(),
-            finished_at: steps.iter().map(|s| s.finished_at).collect(),
+    fn of<'s>(logs: impl IntoIterator<Item = &'s [NewStep]>) -> Self {
+        let mut c = Self {
+            n: vec![],
+            k: vec![],
+            participant: vec![],
+            kind: vec![],
+            outcome: vec![],
+            error_code: vec![],
+            started_at: vec![],
+            finished_at: vec![],
+        };
+        for (n, steps) in (1..).zip(logs) {
+            for (k, step) in (1..).zip(steps) {
+                c.n.push(n);
+                c.k.push(k);
+                c.participant.push(step.participant);
+                c.kind.push(step.kind.as_str());
+                c.outcome.push(step.outcome.as_str());
+                c.error_code.push(step.error_code.clone());
+                c.started_at.push(step.started_at);
+                c.finished_at.push(step.finished_at);
+            }
         }
+        c
     }
 
-    /// The statement's arguments: the six columns of `steps` ($1 to $6, as [`insert_steps!`]
-    /// reads them), then the `trailing` ones ($7 on).
-    fn then(
-        steps: &[NewStep],
+    /// The statement's arguments: the eight step columns of `logs` ($1 to $8, as [`insert_steps!`]
+    /// reads them), then the `trailing` ones ($9 on).
+    fn then<'s>(
+        logs: impl IntoIterator<Item = &'s [NewStep]>,
         trailing: impl FnOnce(&mut PgArguments) -> Result<(), BoxDynError>,
     ) -> Result<PgArguments> {
-        let c = Self::of(steps);
+        let c = Self::of(logs);
         let mut args = PgArguments::default();
         let add = || -> Result<(), BoxDynError> {
+            args.add(&c.n)?;
+            args.add(&c.k)?;
             args.add(&c.participant)?;
             args.add(&c.kind)?;
             args.add(&c.outcome)?;
@@ -465,24 +509,22 @@ impl StepColumns {
     }
 }
 
-/// The INSERT of a run's saga-log rows, whose columns are the parameters $1 to $6
-/// ([`StepColumns::then`]): for order `$order_id`, numbered on from `base.n`, which `$from`
-/// provides (with whatever else the SELECT joins).
+/// The INSERT of saga-log rows, whose columns are the parameters $1 to $8
+/// ([`StepColumns::then`]): move `n`'s steps for the order `base.id`, numbered on from `base.b`,
+/// where `$base` provides `base(n, id, b)`.
 macro_rules! insert_steps {
-    ($order_id:literal, $from:literal) => {
+    ($base:literal) => {
         concat!(
             "INSERT INTO saga_steps \
                 (order_id, seq, participant, kind, outcome, error_code, started_at, finished_at) \
-             SELECT ",
-            $order_id,
-            ", base.n + s.ord, s.participant, s.kind, s.outcome, s.error_code, \
+             SELECT base.id, base.b + s.k, s.participant, s.kind, s.outcome, s.error_code, \
                     s.started_at, s.finished_at \
-             FROM ",
-            $from,
-            ", UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                       $5::timestamptz[], $6::timestamptz[]) \
-                WITH ORDINALITY AS s(participant, kind, outcome, error_code, \
-                                     started_at, finished_at, ord)"
+             FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::timestamptz[], $8::timestamptz[]) \
+                AS s(n, k, participant, kind, outcome, error_code, started_at, finished_at) \
+             JOIN ",
+            $base,
+            " ON base.n = s.n"
         )
     };
 }
@@ -506,15 +548,46 @@ pub async fn transition(
     reason: Option<&str>,
     steps: &[NewStep],
 ) -> Result<bool> {
-    let guarded = Move {
+    let transition = Transition {
         order_id,
         from,
         to,
-        reason,
-        steps,
-        publication: Publication::Implied,
+        reason: reason.map(str::to_owned),
+        steps: steps.to_vec(),
     };
-    Ok(guarded_move(pool, &guarded).await?.is_some())
+    Ok(transitions(pool, std::slice::from_ref(&transition)).await?[0])
+}
+
+/// A guarded status transition of one order, as [`transition`] makes it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub order_id: Uuid,
+    pub from: Status,
+    pub to: Status,
+    pub reason: Option<String>,
+    pub steps: Vec<NewStep>,
+}
+
+/// Many orders' [`transition`]s in ONE statement (one commit for all): whether each one moved,
+/// in `all`'s order. Each is guarded on its own: one that lost its race changes nothing and the
+/// others still move. Of two transitions of the same order, at most one moves.
+pub async fn transitions(pool: &PgPool, all: &[Transition]) -> Result<Vec<bool>> {
+    let moves: Vec<Move> = all
+        .iter()
+        .map(|t| Move {
+            order_id: t.order_id,
+            from: t.from,
+            to: t.to,
+            reason: t.reason.as_deref(),
+            steps: &t.steps,
+            publication: Publication::Implied,
+        })
+        .collect();
+    Ok(guarded_moves(pool, &moves)
+        .await?
+        .iter()
+        .map(Option::is_some)
+        .collect())
 }
 
 /// One guarded move: `from -> to` of `order_id`, `steps` logged with it.
@@ -538,32 +611,71 @@ enum Publication {
 
 /// [`transition`], returning the moved order.
 async fn guarded_move(pool: &PgPool, m: &Move<'_>) -> Result<Option<Order>> {
-    let (order_id, from, to) = (m.order_id, m.from, m.to);
-    let args = StepColumns::then(m.steps, |args| {
-        args.add(order_id)?;
-        args.add(from)?;
-        args.add(to)?;
-        args.add(m.reason)?;
-        args.add(m.publication == Publication::Again)
+    Ok(guarded_moves(pool, std::slice::from_ref(m))
+        .await?
+        .pop()
+        .flatten())
+}
+
+/// The guarded moves `ms`, in one statement: each moved order, in `ms`' order (`None`: its guard
+/// did not hold). An order's row is updated once per statement, so of two moves of the same order
+/// in `ms` at most one is returned — the one whose guard held and was applied.
+async fn guarded_moves(pool: &PgPool, ms: &[Move<'_>]) -> Result<Vec<Option<Order>>> {
+    let args = StepColumns::then(ms.iter().map(|m| m.steps), |args| {
+        args.add(ms.iter().map(|m| m.order_id).collect::<Vec<_>>())?;
+        args.add(ms.iter().map(|m| m.from.as_str()).collect::<Vec<_>>())?;
+        args.add(ms.iter().map(|m| m.to.as_str()).collect::<Vec<_>>())?;
+        args.add(ms.iter().map(|m| m.reason).collect::<Vec<_>>())?;
+        args.add(
+            ms.iter()
+                .map(|m| m.publication == Publication::Again)
+                .collect::<Vec<_>>(),
+        )
     })?;
-    sqlx::query_as_with::<_, Order, _>(
+    let rows = sqlx::query_with(
         concat!(
-            "WITH moved AS ( \
-                UPDATE orders SET status = $9, reason = COALESCE($10, reason), updated_at = now(), \
-                    published_at = CASE WHEN $11 THEN NULL ELSE COALESCE(published_at, now()) END \
-                WHERE id = $7 AND status = $8 RETURNING *), \
-             base AS (SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $7), \
+            "WITH m AS ( \
+                SELECT * FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], \
+                                     $13::bool[]) WITH ORDINALITY \
+                    AS m(id, from_status, to_status, reason, again, n)), \
+             moved AS ( \
+                UPDATE orders o SET status = m.to_status, reason = COALESCE(m.reason, o.reason), \
+                    updated_at = now(), \
+                    published_at = CASE WHEN m.again THEN NULL \
+                                        ELSE COALESCE(o.published_at, now()) END \
+                FROM m WHERE o.id = m.id AND o.status = m.from_status \
+                RETURNING m.n, o.*), \
+             base AS (SELECT moved.n, moved.id, \
+                        (SELECT COALESCE(max(seq), 0) FROM saga_steps WHERE order_id = moved.id) \
+                            AS b \
+                      FROM moved), \
              logged AS (",
-            insert_steps!("moved.id", "moved, base"),
-            ") SELECT ",
+            insert_steps!("base"),
+            ") SELECT n, ",
             order_columns!(),
             " FROM moved"
         ),
         args,
     )
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await
-    .with_context(|| format!("moving order {order_id} from {from:?} to {to:?}"))
+    .with_context(|| match ms {
+        [m] => format!(
+            "moving order {} from {:?} to {:?}",
+            m.order_id, m.from, m.to
+        ),
+        _ => format!("moving {} orders", ms.len()),
+    })?;
+    let mut moved: Vec<Option<Order>> = ms.iter().map(|_| None).collect();
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        let slot = usize::try_from(n - 1)
+            .ok()
+            .and_then(|i| moved.get_mut(i))
+            .context("a moved order's number is out of range")?;
+        *slot = Some(Order::from_row(&row).context("decoding a moved order")?);
+    }
+    Ok(moved)
 }
 
 /// Appends `steps` to the log without a transition: compensations a run made for an order that
@@ -573,12 +685,12 @@ pub async fn append_steps(pool: &PgPool, order_id: Uuid, steps: &[NewStep]) -> R
     if steps.is_empty() {
         return Ok(());
     }
-    let args = StepColumns::then(steps, |args| args.add(order_id))?;
+    let args = StepColumns::then([steps], |args| args.add(order_id))?;
     sqlx::query_with(
         concat!(
             insert_steps!(
-                "$7",
-                "(SELECT COALESCE(max(seq), 0) AS n FROM saga_steps WHERE order_id = $7) base"
+                "(SELECT 1::bigint AS n, $9::uuid AS id, COALESCE(max(seq), 0) AS b \
+                  FROM saga_steps WHERE order_id = $9) base"
             ),
             " ON CONFLICT (order_id, seq) DO NOTHING"
         ),

@@ -105,14 +105,19 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let wait = query.wait();
     let new = NewOrder {
-        username: &user.username,
+        username: user.username.clone(),
         amount: req.amount,
         item: req.details.item.get(),
-        slot: req.details.slot.as_str(),
-        idempotency_key: key.as_deref(),
+        slot: req.details.slot.as_str().to_owned(),
+        idempotency_key: key.as_deref().map(str::to_owned),
     };
+    let stored = state
+        .inserts
+        .submit(new.clone())
+        .await
+        .context("storing the order")?;
     let parked;
-    let (order, status) = match db::insert_order(&state.pool, &new).await? {
+    let (order, status) = match db::inserted(&state.pool, &new, stored).await? {
         Inserted::Created(order) => {
             // Parked before the order goes on the stream: its final signal cannot come sooner.
             parked = (!wait.is_zero()).then(|| state.signals.park(order.id));

@@ -9,10 +9,15 @@ use crate::{
 };
 use anyhow::Result;
 use axum::{Router, extract::FromRef};
-use order_store::{MIGRATOR, stream::final_channel};
+use order_store::{
+    MIGRATOR,
+    db::{self, NewOrder, Order},
+    stream::final_channel,
+};
 use shop_common::{
     auth::JwtKeys,
     db as pg,
+    group_commit::{BatchFailed, GroupCommit, Limits},
     http::{self, LongPolls, Readiness},
     redis::{self, Redis},
     shutdown::Shutdown,
@@ -33,9 +38,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// How long `run` waits, after the server stopped, for the last publication flags to be written.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
+/// New orders, stored together (`shop_common::group_commit`): one INSERT and one commit for
+/// whatever POSTs wait while [`INSERTS`]' statements run, each POST answered once its own commits.
+pub type Inserts = GroupCommit<NewOrder, Option<Order>, BatchFailed>;
+
+/// How new orders are grouped: statements at once, and the most in one.
+const INSERTS: Limits = Limits {
+    in_flight: 2,
+    max: 64,
+};
+
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub pool: PgPool,
+    pub inserts: Inserts,
     pub jwt: JwtKeys,
     pub outbox: Outbox,
     pub signals: Arc<FinalSignals>,
@@ -58,8 +74,14 @@ fn build(
         stop,
     ));
     let (outbox, flusher) = Outbox::new(pool.clone(), redis, &config.streams.orders_stream);
+    let store = pool.clone();
+    let inserts = GroupCommit::start(INSERTS, move |new: Vec<NewOrder>| {
+        let pool = store.clone();
+        async move { Ok(db::insert_orders(&pool, &new).await?) }
+    });
     let state = AppState {
         pool: pool.clone(),
+        inserts,
         jwt: JwtKeys::new(&config.jwt_secret),
         outbox,
         signals,

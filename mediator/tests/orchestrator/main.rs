@@ -11,6 +11,7 @@ mod consumer;
 mod executor;
 mod fake_participant;
 mod process;
+mod transitions;
 
 use fake_participant::{FakeParticipant, Journal};
 use mediator::{
@@ -95,10 +96,10 @@ pub async fn database() -> (PgPool, DatabaseConfig) {
 /// A pending order of alice: 100.00 for item 1 at 09:00.
 pub async fn new_order(pool: &PgPool) -> Uuid {
     let new = NewOrder {
-        username: "alice",
+        username: "alice".to_owned(),
         amount: Money::from_minor(10_000),
         item: 1,
-        slot: "09:00",
+        slot: "09:00".to_owned(),
         idempotency_key: None,
     };
     match db::insert_order(pool, &new).await.unwrap() {

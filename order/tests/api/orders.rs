@@ -129,6 +129,56 @@ async fn a_retried_post_with_the_same_key_returns_the_same_order() {
     assert_eq!(statuses, expected);
 }
 
+/// Concurrent POSTs are stored together (one INSERT for those that meet): each must still be
+/// answered with its own order — its own amount, item and slot —, a key used before with the order
+/// it created, and each new order published once.
+#[tokio::test]
+async fn concurrent_posts_are_each_answered_with_their_own_order() {
+    let app = spawn_app().await;
+    let replayed = app.post("dave", &good_order(), Some("old")).await;
+    let replayed: Json = replayed.json().await.unwrap();
+    let bodies: Vec<(Json, Option<String>)> = (1..=24)
+        .map(|i| {
+            let amount = f64::from(i) + 0.25;
+            let body = json!({"amount": amount, "details": {"item": 100 + i, "slot": "10:00"}});
+            (body, (i % 4 == 0).then(|| format!("key-{i}")))
+        })
+        .collect();
+    let replay = good_order();
+    let posts = bodies
+        .iter()
+        .map(|(body, key)| app.post("dave", body, key.as_deref()))
+        .chain([app.post("dave", &replay, Some("old"))]);
+    let answers = futures::future::join_all(posts).await;
+    let mut created = Vec::new();
+    for (i, res) in answers.into_iter().enumerate() {
+        let status = res.status();
+        let body: Json = res.json().await.unwrap();
+        match bodies.get(i) {
+            Some((sent, _)) => {
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                assert_eq!(body["amount"], sent["amount"], "POST {i} answered {body}");
+                assert_eq!(body["details"], sent["details"], "POST {i} answered {body}");
+                created.push(body["id"].as_str().unwrap().to_owned());
+            }
+            None => {
+                assert_eq!(status, StatusCode::OK, "the replay: {body}");
+                assert_eq!(body["id"], replayed["id"]);
+            }
+        }
+    }
+    let mut distinct = created.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), bodies.len(), "one order each");
+    let orders: Json = app.get("dave", "/api/orders").await.json().await.unwrap();
+    assert_eq!(orders.as_array().unwrap().len(), bodies.len() + 1);
+    let mut published = app.stream_order_ids().await;
+    published.retain(|id| *id != replayed["id"]);
+    published.sort();
+    assert_eq!(published, distinct, "each new order published once");
+}
+
 #[tokio::test]
 async fn a_reused_key_with_another_body_is_refused() {
     let app = spawn_app().await;

@@ -1,0 +1,165 @@
+//! The sagas' transitions stored together (`order_store::db::transitions`, which the executor
+//! groups): in one statement, each transition is still guarded and logged on its own — one that
+//! lost its race changes nothing, the others move; of two of the same order one moves; each log
+//! is numbered on from that order's own rows.
+
+use crate::{database, new_order};
+use order_store::db::{self, NewStep, Status, StepKind, StepOutcome, Transition};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn step(participant: &'static str, kind: StepKind) -> NewStep {
+    let now = OffsetDateTime::now_utc();
+    NewStep {
+        participant,
+        kind,
+        outcome: StepOutcome::Ok,
+        error_code: None,
+        started_at: now,
+        finished_at: now,
+    }
+}
+
+fn action(participant: &'static str) -> NewStep {
+    step(participant, StepKind::Action)
+}
+
+fn moving(
+    order_id: Uuid,
+    (from, to): (Status, Status),
+    reason: Option<&str>,
+    steps: Vec<NewStep>,
+) -> Transition {
+    Transition {
+        order_id,
+        from,
+        to,
+        reason: reason.map(str::to_owned),
+        steps,
+    }
+}
+
+/// `id`'s status and reason, and its log as `"1 action items"` rows.
+async fn recorded(pool: &sqlx::PgPool, id: Uuid) -> (Status, Option<String>, Vec<String>) {
+    let order = db::find_order(pool, id).await.unwrap().unwrap();
+    let log = db::saga_log(pool, id).await.unwrap();
+    let rows = log
+        .iter()
+        .map(|s| format!("{} {} {}", s.seq, s.kind, s.participant))
+        .collect();
+    (order.status, order.reason, rows)
+}
+
+#[tokio::test]
+async fn transitions_stored_together_are_each_guarded_and_logged_on_their_own() {
+    let (pool, _) = database().await;
+    let (completing, failing, finished, undone, twice) = (
+        new_order(&pool).await,
+        new_order(&pool).await,
+        new_order(&pool).await,
+        new_order(&pool).await,
+        new_order(&pool).await,
+    );
+    // Before the batch: one order already completed by another run, one aborted with its log.
+    let done = (Status::Pending, Status::Completed);
+    assert!(
+        db::transition(&pool, finished, done.0, done.1, None, &[action("items")])
+            .await
+            .unwrap()
+    );
+    let abort = (Status::Pending, Status::Compensating);
+    let log = [action("items"), action("slots")];
+    assert!(
+        db::transition(&pool, undone, abort.0, abort.1, Some("No courier"), &log)
+            .await
+            .unwrap()
+    );
+
+    let all = [
+        moving(
+            completing,
+            done,
+            None,
+            vec![action("items"), action("slots"), action("billing")],
+        ),
+        moving(
+            failing,
+            (Status::Pending, Status::Failed),
+            Some("Out of stock"),
+            vec![action("items")],
+        ),
+        moving(
+            finished,
+            done,
+            None,
+            vec![action("items"), action("slots"), action("billing")],
+        ),
+        moving(
+            undone,
+            (Status::Compensating, Status::Failed),
+            None,
+            vec![step("items", StepKind::Compensation)],
+        ),
+        moving(twice, done, None, vec![action("items")]),
+        moving(
+            twice,
+            (Status::Pending, Status::Failed),
+            Some("Out of stock"),
+            vec![action("slots")],
+        ),
+    ];
+    let moved = db::transitions(&pool, &all).await.unwrap();
+
+    assert_eq!(moved[..4], [true, true, false, true]);
+    assert_eq!(
+        recorded(&pool, completing).await,
+        (
+            Status::Completed,
+            None,
+            vec![
+                "1 action items".into(),
+                "2 action slots".into(),
+                "3 action billing".into()
+            ]
+        )
+    );
+    assert_eq!(
+        recorded(&pool, failing).await,
+        (
+            Status::Failed,
+            Some("Out of stock".into()),
+            vec!["1 action items".into()]
+        )
+    );
+    assert_eq!(
+        recorded(&pool, finished).await,
+        (Status::Completed, None, vec!["1 action items".into()]),
+        "a transition whose guard did not hold changes nothing"
+    );
+    assert_eq!(
+        recorded(&pool, undone).await,
+        (
+            Status::Failed,
+            Some("No courier".into()),
+            vec![
+                "1 action items".into(),
+                "2 action slots".into(),
+                "3 compensation items".into()
+            ]
+        ),
+        "numbered on from the order's own rows, the abort's reason kept"
+    );
+    // Of the two transitions of one order, exactly one moved it, with its own log alone.
+    let (status, _, log) = recorded(&pool, twice).await;
+    match moved[4..] {
+        [true, false] => assert_eq!(
+            (status, log),
+            (Status::Completed, vec!["1 action items".into()])
+        ),
+        [false, true] => assert_eq!(
+            (status, log),
+            (Status::Failed, vec!["1 action slots".into()])
+        ),
+        ref other => panic!("both or neither of one order's transitions moved: {other:?}"),
+    }
+}
