@@ -6,12 +6,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod batched;
 pub mod client;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod group_commit;
 pub mod http;
 pub mod idempotency;
 pub mod internal;

@@ -3,7 +3,7 @@
 //! (`shop_common::ledger`): one request and one commit for a batch instead of one per saga.
 //!
 //! A batch is whatever is waiting when one of [`IN_FLIGHT`] sends is free, up to the configured
-//! size (`shop_common::group_commit`). Each order's hold is still recorded and idempotent on
+//! size (`shop_common::batched`). Each order's hold is still recorded and idempotent on
 //! its own, and each saga keeps its own retries and deadline (`crate::participants`): a batch that
 //! fails or times out fails every action in it, each then retried by its saga (in a later batch),
 //! and a reply lost after the participant committed is found again by that retry, as one order's
@@ -11,8 +11,8 @@
 
 use crate::participants::Failure;
 use shop_common::{
+    batched::{BatchError, Batched, Limits},
     client::InternalClient,
-    group_commit::{GroupCommit, GroupError, Limits},
     ledger::{BatchedHold, HoldRecord},
 };
 
@@ -21,7 +21,7 @@ pub const IN_FLIGHT: usize = 4;
 
 /// The batches of one participant's actions.
 pub struct Batcher {
-    group: GroupCommit<BatchedHold, HoldRecord, Failure>,
+    group: Batched<BatchedHold, HoldRecord, Failure>,
 }
 
 impl Batcher {
@@ -32,7 +32,7 @@ impl Batcher {
             in_flight: IN_FLIGHT,
             max,
         };
-        let group = GroupCommit::start(limits, move |holds| {
+        let group = Batched::start(limits, move |holds| {
             send(client.clone(), path.clone(), holds)
         });
         Self { group }
@@ -44,11 +44,11 @@ impl Batcher {
     }
 }
 
-impl From<GroupError> for Failure {
-    fn from(e: GroupError) -> Self {
+impl From<BatchError> for Failure {
+    fn from(e: BatchError) -> Self {
         match e {
-            GroupError::Stopped => Failure::Transient("batcher_stopped".to_owned()),
-            GroupError::Mismatch { .. } => Failure::Permanent("batch_reply_mismatch".to_owned()),
+            BatchError::Stopped => Failure::Transient("batcher_stopped".to_owned()),
+            BatchError::Mismatch { .. } => Failure::Permanent("batch_reply_mismatch".to_owned()),
         }
     }
 }

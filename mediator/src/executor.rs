@@ -37,7 +37,7 @@ use order_store::{
     db::{self, NewStep, Order, Status, StepKind, StepOutcome, Transition},
     stream::Terms,
 };
-use shop_common::group_commit::{BatchFailed, GroupCommit, Limits};
+use shop_common::batched::{BatchFailed, Batched, Limits};
 use sqlx::PgPool;
 use std::{
     future::Future,
@@ -74,9 +74,9 @@ pub enum Disposition {
     Abandoned,
 }
 
-/// The guarded transitions of many sagas, stored together (`shop_common::group_commit`): one
+/// The guarded transitions of many sagas, stored together (`shop_common::batched`): one
 /// statement and one commit for whatever transitions wait while [`TRANSITIONS`]' statements run.
-type Transitions = GroupCommit<Transition, bool, BatchFailed>;
+type Transitions = Batched<Transition, bool, BatchFailed>;
 
 /// How the sagas' transitions are grouped: statements at once, and the most in one.
 const TRANSITIONS: Limits = Limits {
@@ -93,7 +93,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(pool: PgPool, participants: Participants) -> Self {
         let store = pool.clone();
-        let transitions = GroupCommit::start(TRANSITIONS, move |all: Vec<Transition>| {
+        let transitions = Batched::start(TRANSITIONS, move |all: Vec<Transition>| {
             let pool = store.clone();
             async move { Ok(db::transitions(&pool, &all).await?) }
         });

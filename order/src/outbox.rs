@@ -1,10 +1,10 @@
 //! Getting orders onto the saga stream without ever losing one. The POST stores the order, then
 //! publishes it at once (XADD) and hands its id to a flusher that sets `published_at` in batches
 //! (one UPDATE for many orders instead of one commit per order), each id [`FLUSH_DELAY`] after its
-//! publication: by then most orders are final, and the mediator's final transition has already
-//! set `published_at`, so the UPDATE skips them instead of rewriting the row (and every index of
-//! it) once more. A sweep re-publishes whatever is
-//! still unpublished after REPUBLISH_AFTER_SECS: Redis was down at the POST, the process died
+//! publication (and up to [`FLUSH_GATHER`] more, to go with others): by then most orders are
+//! final, and the mediator's final transition has already set `published_at`, so the UPDATE skips
+//! them instead of rewriting the row (and every index of it) once more. A sweep re-publishes
+//! whatever is still unpublished after REPUBLISH_AFTER_SECS: Redis was down at the POST, the process died
 //! between the INSERT and the XADD, or the flag write was lost. A second, slower net re-publishes
 //! orders published long ago (REPUBLISH_STALE_AFTER_SECS) that are still not final: their entry
 //! never made progress for a reason nobody foresaw. Entries lost with Redis's data (a restart
@@ -33,6 +33,9 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
 const FLUSH_BATCH: usize = 1024;
 /// How long a published order waits for its flag (see the module docs).
 pub const FLUSH_DELAY: Duration = Duration::from_secs(1);
+/// Once the oldest waiting id is due, it waits this much longer for those due after it, so that
+/// one UPDATE writes the flags of many: at a steady rate, ids fall due one by one.
+const FLUSH_GATHER: Duration = Duration::from_millis(250);
 /// Ids waiting for their `published_at`; when full, the sweep publishes the overflow again.
 const FLUSH_QUEUE: usize = 16 * 1024;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -131,7 +134,9 @@ async fn flush(pool: PgPool, mut rx: mpsc::Receiver<(Uuid, Instant)>) {
     while open || !waiting.is_empty() {
         // Once the outbox is gone (shutdown), what is left is written at once.
         if open {
-            let due = waiting.front().map(|(_, at)| *at + FLUSH_DELAY);
+            let due = waiting
+                .front()
+                .map(|(_, at)| *at + FLUSH_DELAY + FLUSH_GATHER);
             tokio::select! {
                 n = rx.recv_many(&mut received, FLUSH_BATCH) => {
                     open = n > 0;

@@ -18,7 +18,7 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use order_store::db::{self, Cancel, Inserted, NewOrder, Order, SagaStep};
+use order_store::db::{self, Cancel, Inserted, NewOrder, Order, OrderWithLog, SagaStep, Wanted};
 use serde::Deserialize;
 use shop_common::{
     ApiError,
@@ -170,11 +170,22 @@ async fn wait_until_final(
         // Woken or not (a signal can be lost), what is stored is the answer.
         parked.wait(wait).await;
     }
-    Ok(
-        db::find_user_order_with_log(&state.pool, &user.username, order.id)
-            .await?
-            .ok_or(OrderError::NotFound)?,
-    )
+    Ok(read_with_log(state, user, order.id)
+        .await?
+        .ok_or(OrderError::NotFound)?)
+}
+
+/// The caller's order `id` with its saga log, read with the other requests' reads of the moment.
+async fn read_with_log(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+) -> anyhow::Result<Option<OrderWithLog>> {
+    let wanted = Wanted {
+        id,
+        owner: Some(user.username.clone()),
+    };
+    Ok(state.reads.submit(wanted).await?)
 }
 
 /// The caller's orders, oldest first (without their saga logs).
@@ -239,7 +250,7 @@ async fn show(
     // Park BEFORE the first read: a signal sent while it runs is not lost, and an order that is
     // not final yet costs one more read, when it is (or at the deadline) — not two.
     let parked = (!wait.is_zero()).then(|| state.signals.park(id));
-    let (order, saga) = db::find_user_order_with_log(&state.pool, &user.username, id)
+    let (order, saga) = read_with_log(&state, &user, id)
         .await?
         .ok_or(OrderError::NotFound)?;
     let (order, saga) = match parked {

@@ -11,13 +11,13 @@ use anyhow::Result;
 use axum::{Router, extract::FromRef};
 use order_store::{
     MIGRATOR,
-    db::{self, NewOrder, Order},
+    db::{self, NewOrder, Order, OrderWithLog, Wanted},
     stream::final_channel,
 };
 use shop_common::{
     auth::JwtKeys,
+    batched::{BatchFailed, Batched, Limits},
     db as pg,
-    group_commit::{BatchFailed, GroupCommit, Limits},
     http::{self, LongPolls, Readiness},
     redis::{self, Redis},
     shutdown::Shutdown,
@@ -38,12 +38,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// How long `run` waits, after the server stopped, for the last publication flags to be written.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
-/// New orders, stored together (`shop_common::group_commit`): one INSERT and one commit for
-/// whatever POSTs wait while [`INSERTS`]' statements run, each POST answered once its own commits.
-pub type Inserts = GroupCommit<NewOrder, Option<Order>, BatchFailed>;
+/// New orders, stored together (`shop_common::batched`): one INSERT and one commit for
+/// whatever POSTs wait while [`BATCHES`]' statements run, each POST answered once its own commits.
+pub type Inserts = Batched<NewOrder, Option<Order>, BatchFailed>;
 
-/// How new orders are grouped: statements at once, and the most in one.
-const INSERTS: Limits = Limits {
+/// Orders read with their saga logs for the customer, together: one query for whatever reads
+/// wait (the long polls that a burst of final signals wakes at once).
+pub type Reads = Batched<Wanted, Option<OrderWithLog>, BatchFailed>;
+
+/// How inserts and reads are batched: statements of each at once, and the most in one.
+const BATCHES: Limits = Limits {
     in_flight: 2,
     max: 64,
 };
@@ -52,6 +56,7 @@ const INSERTS: Limits = Limits {
 pub struct AppState {
     pub pool: PgPool,
     pub inserts: Inserts,
+    pub reads: Reads,
     pub jwt: JwtKeys,
     pub outbox: Outbox,
     pub signals: Arc<FinalSignals>,
@@ -75,13 +80,19 @@ fn build(
     ));
     let (outbox, flusher) = Outbox::new(pool.clone(), redis, &config.streams.orders_stream);
     let store = pool.clone();
-    let inserts = GroupCommit::start(INSERTS, move |new: Vec<NewOrder>| {
+    let inserts = Batched::start(BATCHES, move |new: Vec<NewOrder>| {
         let pool = store.clone();
         async move { Ok(db::insert_orders(&pool, &new).await?) }
+    });
+    let store = pool.clone();
+    let reads = Batched::start(BATCHES, move |wanted: Vec<Wanted>| {
+        let pool = store.clone();
+        async move { Ok(db::find_orders_with_log(&pool, &wanted).await?) }
     });
     let state = AppState {
         pool: pool.clone(),
         inserts,
+        reads,
         jwt: JwtKeys::new(&config.jwt_secret),
         outbox,
         signals,

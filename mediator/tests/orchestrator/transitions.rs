@@ -1,10 +1,12 @@
 //! The sagas' transitions stored together (`order_store::db::transitions`, which the executor
 //! groups): in one statement, each transition is still guarded and logged on its own — one that
 //! lost its race changes nothing, the others move; of two of the same order one moves; each log
-//! is numbered on from that order's own rows.
+//! is numbered on from that order's own rows — and a batch of transitions or reads finds its
+//! orders by key however small the table was when the statement first ran.
 
 use crate::{database, new_order};
 use order_store::db::{self, NewStep, Status, StepKind, StepOutcome, Transition};
+use shop_common::config::DatabaseConfig;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -162,4 +164,73 @@ async fn transitions_stored_together_are_each_guarded_and_logged_on_their_own() 
         ),
         ref other => panic!("both or neither of one order's transitions moved: {other:?}"),
     }
+}
+
+/// Sequential scans of `orders` so far, this connection's (of a one-connection `pool`) included.
+async fn orders_scanned(pool: &sqlx::PgPool) -> i64 {
+    // A backend sends its counts when it next goes idle, at most once a second unless asked.
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'orders'")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Reads the orders of `batch` together (as the order API's long polls do): how many it found.
+async fn read_both(pool: &sqlx::PgPool, batch: &[Transition]) -> usize {
+    let wanted: Vec<db::Wanted> = batch
+        .iter()
+        .map(|t| db::Wanted {
+            id: t.order_id,
+            owner: Some("alice".to_owned()),
+        })
+        .collect();
+    let found = db::find_orders_with_log(pool, &wanted).await.unwrap();
+    found.iter().flatten().count()
+}
+
+/// A prepared statement soon runs a generic plan, costed once: one made while `orders` held a few
+/// rows would hash-join a sequential scan of the whole table, forever after on that connection.
+#[tokio::test]
+async fn batches_find_their_orders_by_key_however_small_the_table_was_when_first_run() {
+    let (_, config) = database().await;
+    // One connection, so that whatever it kept from the first runs is what the last one uses.
+    let one = DatabaseConfig {
+        max_connections: 1,
+        ..config
+    };
+    let pool = shop_common::db::connect_and_migrate(&one, &order_store::MIGRATOR)
+        .await
+        .unwrap();
+    let done = (Status::Pending, Status::Completed);
+    for _ in 0..10 {
+        let batch = [
+            moving(new_order(&pool).await, done, None, vec![action("items")]),
+            moving(new_order(&pool).await, done, None, vec![action("items")]),
+        ];
+        assert_eq!(db::transitions(&pool, &batch).await.unwrap(), [true, true]);
+        assert_eq!(read_both(&pool, &batch).await, 2);
+    }
+    sqlx::query(
+        "INSERT INTO orders (id, username, amount, item, slot) \
+         SELECT gen_random_uuid(), 'u' || g % 50, 100, 1, '09:00' FROM generate_series(1, 20000) g",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let batch = [
+        moving(new_order(&pool).await, done, None, vec![action("items")]),
+        moving(new_order(&pool).await, done, None, vec![action("items")]),
+    ];
+    let before = orders_scanned(&pool).await;
+    assert_eq!(db::transitions(&pool, &batch).await.unwrap(), [true, true]);
+    assert_eq!(read_both(&pool, &batch).await, 2);
+    assert_eq!(
+        orders_scanned(&pool).await,
+        before,
+        "a batch scanned the whole orders table instead of looking its orders up"
+    );
 }

@@ -207,7 +207,8 @@ impl App {
         order.published_at.is_some()
     }
 
-    /// Waits for the publication flag, written `outbox::FLUSH_DELAY` (1 s) after publication.
+    /// Waits for the publication flag, written `outbox::FLUSH_DELAY` (1 s) after publication, and
+    /// up to `FLUSH_GATHER` (0.25 s) more.
     pub async fn wait_published(&self, id: Uuid) {
         eventually(
             Duration::from_secs(5),

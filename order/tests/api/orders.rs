@@ -247,6 +247,64 @@ async fn without_a_valid_token_it_is_401() {
     assert!(app.stream_order_ids().await.is_empty());
 }
 
+/// Concurrent reads of orders are made together (one query for those that meet): each answered
+/// with its own order and its own log, someone else's order and an unknown one still 404.
+#[tokio::test]
+async fn concurrent_reads_are_each_answered_with_their_own_order_and_log() {
+    let app = spawn_app().await;
+    let mut mine = Vec::new();
+    for logged in 0..12 {
+        let id = app.create_order("erin").await;
+        let steps: Vec<NewStep> = ["items", "slots", "billing"][..logged % 4]
+            .iter()
+            .map(|participant| NewStep {
+                participant,
+                kind: StepKind::Action,
+                outcome: StepOutcome::Ok,
+                error_code: None,
+                started_at: time::OffsetDateTime::now_utc(),
+                finished_at: time::OffsetDateTime::now_utc(),
+            })
+            .collect();
+        let to = if logged % 2 == 0 {
+            Status::Completed
+        } else {
+            Status::Failed
+        };
+        let reason = (to == Status::Failed).then_some("Not enough money");
+        assert!(
+            db::transition(&app.pool, id, Status::Pending, to, reason, &steps)
+                .await
+                .unwrap()
+        );
+        mine.push((id, to, steps.len()));
+    }
+    let someone_elses = app.create_order("frank").await;
+    let unknown = Uuid::now_v7();
+    let paths: Vec<String> = mine
+        .iter()
+        .map(|(id, ..)| *id)
+        .chain([someone_elses, unknown])
+        .map(|id| format!("/api/orders/{id}"))
+        .collect();
+    let answers = futures::future::join_all(paths.iter().map(|p| app.get("erin", p))).await;
+    for (i, res) in answers.into_iter().enumerate() {
+        match mine.get(i) {
+            Some((id, status, steps)) => {
+                assert_eq!(res.status(), StatusCode::OK);
+                let body: Json = res.json().await.unwrap();
+                assert_eq!(body["id"], json!(id), "GET {i} answered {body}");
+                assert_eq!(body["status"], json!(status), "GET {i} answered {body}");
+                let log = body["saga"].as_array().unwrap();
+                assert_eq!(log.len(), *steps, "GET {i} answered {body}");
+                let seqs: Vec<i64> = log.iter().map(|s| s["seq"].as_i64().unwrap()).collect();
+                assert_eq!(seqs, (1..=*steps as i64).collect::<Vec<_>>());
+            }
+            None => assert_eq!(res.status(), StatusCode::NOT_FOUND, "{}", paths[i]),
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_saga_log_is_shown_with_the_order() {
     let app = spawn_app().await;

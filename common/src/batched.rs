@@ -1,12 +1,13 @@
-//! Group commit: many callers' items applied by one call (one request, one statement, one commit)
-//! instead of one call each, every caller still answered with its own item's result.
+//! Batches: many callers' items handled by one call instead of one call each — for writes, group
+//! commit (one request, one statement, one commit for all); for reads, one query — every caller
+//! still answered with its own item's result.
 //!
 //! A batch is whatever waits when one of `in_flight` applications is free, up to `max` items: a
 //! lone caller goes at once, alone, and under load the batches grow while the previous ones are
 //! being applied — no timer, no added wait. A batch that fails fails each of its callers with the
 //! same error; what to do then (retry, answer 503) is each caller's own decision, as it would be
-//! for an item applied on its own. Used for the participants' forward actions (the mediator), the
-//! order API's INSERT and the mediator's final transitions.
+//! for an item applied on its own. Used for the participants' forward actions and the sagas'
+//! transitions (the mediator), and the order API's INSERT and its reads of final orders.
 
 use std::{future::Future, sync::Arc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
@@ -14,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 /// Items waiting for a free application; a caller past this many waits for room.
 const QUEUE: usize = 4096;
 
-/// How a group commit batches.
+/// How callers' items are batched.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Batches being applied at once.
@@ -25,8 +26,8 @@ pub struct Limits {
 
 /// Why an item got no result of its batch.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-pub enum GroupError {
-    #[error("the group commit has stopped")]
+pub enum BatchError {
+    #[error("the batches have stopped")]
     Stopped,
     #[error("a batch of {sent} was answered with {answered} results")]
     Mismatch { sent: usize, answered: usize },
@@ -35,11 +36,11 @@ pub enum GroupError {
 type Reply<R, E> = oneshot::Sender<Result<R, E>>;
 
 /// Callers' items, applied in batches by one task.
-pub struct GroupCommit<T, R, E> {
+pub struct Batched<T, R, E> {
     queue: mpsc::Sender<(T, Reply<R, E>)>,
 }
 
-impl<T, R, E> Clone for GroupCommit<T, R, E> {
+impl<T, R, E> Clone for Batched<T, R, E> {
     fn clone(&self) -> Self {
         Self {
             queue: self.queue.clone(),
@@ -47,11 +48,11 @@ impl<T, R, E> Clone for GroupCommit<T, R, E> {
     }
 }
 
-impl<T, R, E> GroupCommit<T, R, E>
+impl<T, R, E> Batched<T, R, E>
 where
     T: Send + 'static,
     R: Send + 'static,
-    E: Clone + From<GroupError> + Send + 'static,
+    E: Clone + From<BatchError> + Send + 'static,
 {
     /// Starts the task that applies batches with `apply`, which answers one result per item, in
     /// the items' order. The task ends once every clone of the returned handle is dropped.
@@ -68,7 +69,7 @@ where
     /// `item` applied in the next batch: its own result.
     pub async fn submit(&self, item: T) -> Result<R, E> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || E::from(GroupError::Stopped);
+        let stopped = || E::from(BatchError::Stopped);
         self.queue
             .send((item, reply))
             .await
@@ -84,7 +85,7 @@ async fn gather<T, R, E, F, Fut>(
 ) where
     T: Send + 'static,
     R: Send + 'static,
-    E: Clone + From<GroupError> + Send + 'static,
+    E: Clone + From<BatchError> + Send + 'static,
     F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Vec<R>, E>> + Send + 'static,
 {
@@ -112,7 +113,7 @@ async fn apply_batch<T, R, E, F, Fut>(
     batch: Vec<(T, Reply<R, E>)>,
     _permit: OwnedSemaphorePermit,
 ) where
-    E: Clone + From<GroupError>,
+    E: Clone + From<BatchError>,
     F: Fn(Vec<T>) -> Fut,
     Fut: Future<Output = Result<Vec<R>, E>>,
 {
@@ -121,7 +122,7 @@ async fn apply_batch<T, R, E, F, Fut>(
     let results = match apply(items).await {
         Ok(results) if results.len() == sent => results,
         Ok(results) => {
-            let mismatch = E::from(GroupError::Mismatch {
+            let mismatch = E::from(BatchError::Mismatch {
                 sent,
                 answered: results.len(),
             });
@@ -164,8 +165,8 @@ impl From<anyhow::Error> for BatchFailed {
     }
 }
 
-impl From<GroupError> for BatchFailed {
-    fn from(e: GroupError) -> Self {
+impl From<BatchError> for BatchFailed {
+    fn from(e: BatchError) -> Self {
         Self(Arc::new(e.into()))
     }
 }
@@ -182,14 +183,14 @@ mod tests {
     fn gated(
         limits: Limits,
     ) -> (
-        GroupCommit<i64, i64, BatchFailed>,
+        Batched<i64, i64, BatchFailed>,
         Arc<Semaphore>,
         Arc<Mutex<Vec<usize>>>,
     ) {
         let gate = Arc::new(Semaphore::new(0));
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let (g, s) = (gate.clone(), sizes.clone());
-        let group = GroupCommit::start(limits, move |items: Vec<i64>| {
+        let group = Batched::start(limits, move |items: Vec<i64>| {
             let (gate, sizes) = (g.clone(), s.clone());
             async move {
                 sizes.lock().unwrap().push(items.len());
