@@ -17,7 +17,7 @@ use shop_common::{
 };
 
 /// Batches on their way to one participant at once.
-pub const IN_FLIGHT: usize = 4;
+pub const IN_FLIGHT: usize = 2;
 
 /// The batches of one participant's actions.
 pub struct Batcher {

@@ -80,7 +80,7 @@ type Transitions = Batched<Transition, bool, BatchFailed>;
 
 /// How the sagas' transitions are grouped: statements at once, and the most in one.
 const TRANSITIONS: Limits = Limits {
-    in_flight: 2,
+    in_flight: 1,
     max: 64,
 };
 

@@ -2,13 +2,16 @@
 //! only through these functions, so every status transition and its guard is written here, once.
 //!
 //! Inserts, transitions and reads come in batches (many requests' or sagas' in one statement,
-//! grouped by the callers with `shop_common::batched`). The statements that join `orders` to a
-//! batch's `UNNEST` are not kept prepared (sqlx's `persistent(false)`): they are planned on each
-//! run, with the batch's and the table's real sizes. A prepared statement soon runs a generic plan,
-//! costed once; made while `orders` was small, it hash-joins a sequential scan of the whole table,
-//! and goes on doing so as the table grows (seen in `make bench`: a transition at 3 ms instead of
-//! 0.2, the orders database's CPU per saga doubled). A statement on one order (`id = $1`) has no
-//! such choice to get wrong.
+//! grouped by the callers with `shop_common::batched`). The statements that join `orders` to the
+//! rows of a batch come in two forms of one text: for a batch of one, the row is the parameters'
+//! first elements and the order is found by its key (`id = $1[1]`), kept prepared; for a batch of
+//! many, the rows are an `UNNEST` of the parameters, and the statement is not kept prepared (sqlx's
+//! `persistent(false)`): planned on each run, with the batch's and the table's real sizes. A
+//! prepared join to an `UNNEST` soon runs a generic plan, costed once; made while `orders` was
+//! small, it hash-joins a sequential scan of the whole table, and goes on doing so as the table
+//! grows (seen in `make bench`: a transition at 3 ms instead of 0.2, the orders database's CPU per
+//! saga doubled). Planning each run costs ~0.2 ms, which a batch of many shares; the batch of one,
+//! the usual one under a moderate load, does not pay it.
 
 use crate::stream::Terms;
 use anyhow::{Context, Result};
@@ -231,36 +234,55 @@ pub struct Wanted {
 /// An order with its saga log, as [`find_orders_with_log`] reads it.
 pub type OrderWithLog = (Order, Vec<SagaStep>);
 
+/// The read of a batch of orders with their logs, whose rows `w` (parameters $1 and $2, one array
+/// per column) come from `$w`, as for [`MOVE_ONE`] and [`MOVE_MANY`].
+macro_rules! orders_with_log {
+    ($w:literal) => {
+        concat!(
+            "SELECT w.n, o.id, o.username, o.amount, o.item, o.slot, o.status, o.reason, \
+                    o.idempotency_key, o.published_at, o.created_at, o.updated_at, \
+                    s.seq, s.participant, s.kind, s.outcome, s.error_code, s.started_at, \
+                    s.finished_at \
+             FROM (",
+            $w,
+            ") w \
+             JOIN orders o ON o.id = w.id AND (w.owner IS NULL OR o.username = w.owner) \
+             LEFT JOIN saga_steps s ON s.order_id = o.id \
+             ORDER BY w.n, s.seq"
+        )
+    };
+}
+
+const READ_ONE: &str =
+    orders_with_log!("SELECT ($1::uuid[])[1] AS id, ($2::text[])[1] AS owner, 1::bigint AS n");
+
+const READ_MANY: &str = orders_with_log!(
+    "SELECT * FROM UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS w(id, owner, n)"
+);
+
 /// The orders `wanted`, each with its saga log, in one query (a LEFT JOIN, one row per step, the
 /// order's columns repeated): in `wanted`'s order, `None` where there is no such order (of that
 /// owner).
-///
-/// Planned on each run (see the module docs).
 pub async fn find_orders_with_log(
     pool: &PgPool,
     wanted: &[Wanted],
 ) -> Result<Vec<Option<OrderWithLog>>> {
-    let rows = sqlx::query(
-        "SELECT w.n, o.id, o.username, o.amount, o.item, o.slot, o.status, o.reason, \
-                o.idempotency_key, o.published_at, o.created_at, o.updated_at, \
-                s.seq, s.participant, s.kind, s.outcome, s.error_code, s.started_at, \
-                s.finished_at \
-         FROM UNNEST($1::uuid[], $2::text[]) WITH ORDINALITY AS w(id, owner, n) \
-         JOIN orders o ON o.id = w.id AND (w.owner IS NULL OR o.username = w.owner) \
-         LEFT JOIN saga_steps s ON s.order_id = o.id \
-         ORDER BY w.n, s.seq",
-    )
-    .bind(wanted.iter().map(|w| w.id).collect::<Vec<_>>())
-    .bind(
-        wanted
-            .iter()
-            .map(|w| w.owner.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .persistent(false)
-    .fetch_all(pool)
-    .await
-    .context("reading orders and their saga logs")?;
+    let statement = match wanted {
+        [_] => READ_ONE,
+        _ => READ_MANY,
+    };
+    let rows = sqlx::query(statement)
+        .bind(wanted.iter().map(|w| w.id).collect::<Vec<_>>())
+        .bind(
+            wanted
+                .iter()
+                .map(|w| w.owner.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .persistent(wanted.len() == 1)
+        .fetch_all(pool)
+        .await
+        .context("reading orders and their saga logs")?;
     let mut found: Vec<Option<OrderWithLog>> = wanted.iter().map(|_| None).collect();
     for row in &rows {
         let n: i64 = row.try_get("n")?;
@@ -647,27 +669,14 @@ async fn guarded_move(pool: &PgPool, m: &Move<'_>) -> Result<Option<Order>> {
         .flatten())
 }
 
-/// The guarded moves `ms`, in one statement: each moved order, in `ms`' order (`None`: its guard
-/// did not hold). Planned on each run (see the module docs). An order's row is updated once per statement, so of two moves of the same order
-/// in `ms` at most one is returned — the one whose guard held and was applied.
-async fn guarded_moves(pool: &PgPool, ms: &[Move<'_>]) -> Result<Vec<Option<Order>>> {
-    let args = StepColumns::then(ms.iter().map(|m| m.steps), |args| {
-        args.add(ms.iter().map(|m| m.order_id).collect::<Vec<_>>())?;
-        args.add(ms.iter().map(|m| m.from.as_str()).collect::<Vec<_>>())?;
-        args.add(ms.iter().map(|m| m.to.as_str()).collect::<Vec<_>>())?;
-        args.add(ms.iter().map(|m| m.reason).collect::<Vec<_>>())?;
-        args.add(
-            ms.iter()
-                .map(|m| m.publication == Publication::Again)
-                .collect::<Vec<_>>(),
-        )
-    })?;
-    let rows = sqlx::query_with(
+/// The guarded moves of a batch, whose rows `m` (parameters $9 to $13, one array per column) come
+/// from `$m` (see [`MOVE_ONE`], [`MOVE_MANY`]), with their steps ($1 to $8, [`insert_steps!`]).
+macro_rules! guarded_moves {
+    ($m:literal) => {
         concat!(
-            "WITH m AS ( \
-                SELECT * FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], \
-                                     $13::bool[]) WITH ORDINALITY \
-                    AS m(id, from_status, to_status, reason, again, n)), \
+            "WITH m AS (",
+            $m,
+            "), \
              moved AS ( \
                 UPDATE orders o SET status = m.to_status, reason = COALESCE(m.reason, o.reason), \
                     updated_at = now(), \
@@ -684,19 +693,54 @@ async fn guarded_moves(pool: &PgPool, ms: &[Move<'_>]) -> Result<Vec<Option<Orde
             ") SELECT n, ",
             order_columns!(),
             " FROM moved"
-        ),
-        args,
-    )
-    .persistent(false)
-    .fetch_all(pool)
-    .await
-    .with_context(|| match ms {
-        [m] => format!(
-            "moving order {} from {:?} to {:?}",
-            m.order_id, m.from, m.to
-        ),
-        _ => format!("moving {} orders", ms.len()),
+        )
+    };
+}
+
+/// A batch of one move: its row is the arrays' first elements, so the order is found by its key
+/// whatever plan the statement keeps (it is prepared once per connection).
+const MOVE_ONE: &str = guarded_moves!(
+    "SELECT ($9::uuid[])[1] AS id, ($10::text[])[1] AS from_status, \
+            ($11::text[])[1] AS to_status, ($12::text[])[1] AS reason, \
+            ($13::bool[])[1] AS again, 1::bigint AS n"
+);
+
+/// A batch of many: one row per element, planned on each run (see the module docs).
+const MOVE_MANY: &str = guarded_moves!(
+    "SELECT * FROM UNNEST($9::uuid[], $10::text[], $11::text[], $12::text[], $13::bool[]) \
+        WITH ORDINALITY AS m(id, from_status, to_status, reason, again, n)"
+);
+
+/// The guarded moves `ms`, in one statement: each moved order, in `ms`' order (`None`: its guard
+/// did not hold). An order's row is updated once per statement, so of two moves of the same order
+/// in `ms` at most one is returned — the one whose guard held and was applied.
+async fn guarded_moves(pool: &PgPool, ms: &[Move<'_>]) -> Result<Vec<Option<Order>>> {
+    let args = StepColumns::then(ms.iter().map(|m| m.steps), |args| {
+        args.add(ms.iter().map(|m| m.order_id).collect::<Vec<_>>())?;
+        args.add(ms.iter().map(|m| m.from.as_str()).collect::<Vec<_>>())?;
+        args.add(ms.iter().map(|m| m.to.as_str()).collect::<Vec<_>>())?;
+        args.add(ms.iter().map(|m| m.reason).collect::<Vec<_>>())?;
+        args.add(
+            ms.iter()
+                .map(|m| m.publication == Publication::Again)
+                .collect::<Vec<_>>(),
+        )
     })?;
+    let statement = match ms {
+        [_] => MOVE_ONE,
+        _ => MOVE_MANY,
+    };
+    let rows = sqlx::query_with(statement, args)
+        .persistent(ms.len() == 1)
+        .fetch_all(pool)
+        .await
+        .with_context(|| match ms {
+            [m] => format!(
+                "moving order {} from {:?} to {:?}",
+                m.order_id, m.from, m.to
+            ),
+            _ => format!("moving {} orders", ms.len()),
+        })?;
     let mut moved: Vec<Option<Order>> = ms.iter().map(|_| None).collect();
     for row in rows {
         let n: i64 = row.try_get("n")?;

@@ -48,7 +48,7 @@ pub type Reads = Batched<Wanted, Option<OrderWithLog>, BatchFailed>;
 
 /// How inserts and reads are batched: statements of each at once, and the most in one.
 const BATCHES: Limits = Limits {
-    in_flight: 2,
+    in_flight: 1,
     max: 64,
 };
 

@@ -180,7 +180,7 @@ async fn orders_scanned(pool: &sqlx::PgPool) -> i64 {
 }
 
 /// Reads the orders of `batch` together (as the order API's long polls do): how many it found.
-async fn read_both(pool: &sqlx::PgPool, batch: &[Transition]) -> usize {
+async fn read_all(pool: &sqlx::PgPool, batch: &[Transition]) -> usize {
     let wanted: Vec<db::Wanted> = batch
         .iter()
         .map(|t| db::Wanted {
@@ -206,13 +206,26 @@ async fn batches_find_their_orders_by_key_however_small_the_table_was_when_first
         .await
         .unwrap();
     let done = (Status::Pending, Status::Completed);
+    // Batches of two and of one (two forms of the statements), each moved, then read.
+    let moved_and_read = async |size: usize| {
+        let mut batch = Vec::new();
+        for _ in 0..size {
+            batch.push(moving(
+                new_order(&pool).await,
+                done,
+                None,
+                vec![action("items")],
+            ));
+        }
+        assert_eq!(
+            db::transitions(&pool, &batch).await.unwrap(),
+            vec![true; size]
+        );
+        assert_eq!(read_all(&pool, &batch).await, size);
+    };
     for _ in 0..10 {
-        let batch = [
-            moving(new_order(&pool).await, done, None, vec![action("items")]),
-            moving(new_order(&pool).await, done, None, vec![action("items")]),
-        ];
-        assert_eq!(db::transitions(&pool, &batch).await.unwrap(), [true, true]);
-        assert_eq!(read_both(&pool, &batch).await, 2);
+        moved_and_read(2).await;
+        moved_and_read(1).await;
     }
     sqlx::query(
         "INSERT INTO orders (id, username, amount, item, slot) \
@@ -221,13 +234,9 @@ async fn batches_find_their_orders_by_key_however_small_the_table_was_when_first
     .execute(&pool)
     .await
     .unwrap();
-    let batch = [
-        moving(new_order(&pool).await, done, None, vec![action("items")]),
-        moving(new_order(&pool).await, done, None, vec![action("items")]),
-    ];
     let before = orders_scanned(&pool).await;
-    assert_eq!(db::transitions(&pool, &batch).await.unwrap(), [true, true]);
-    assert_eq!(read_both(&pool, &batch).await, 2);
+    moved_and_read(2).await;
+    moved_and_read(1).await;
     assert_eq!(
         orders_scanned(&pool).await,
         before,
