@@ -104,22 +104,16 @@ impl Executor {
         }
     }
 
-    /// The guarded transition `from -> to` of `order_id` with `log` (retried as [`Self::retrying`]
-    /// says), stored with the concurrent sagas' transitions: whether it moved.
+    /// The guarded transition `moving` (from, to) of `order_id` with `log` (retried as
+    /// [`Self::retrying`] says), stored with the concurrent sagas' transitions: whether it moved.
     async fn transition(
         &self,
         order_id: Uuid,
-        (from, to): (Status, Status),
+        moving: (Status, Status),
         reason: Option<&str>,
         log: &[NewStep],
     ) -> Result<bool> {
-        let transition = Transition {
-            order_id,
-            from,
-            to,
-            reason: reason.map(str::to_owned),
-            steps: log.to_vec(),
-        };
+        let transition = Transition::new(order_id, moving, reason, log);
         self.retrying(|| async { Ok(self.transitions.submit(transition.clone()).await?) })
             .await
     }

@@ -600,13 +600,7 @@ pub async fn transition(
     reason: Option<&str>,
     steps: &[NewStep],
 ) -> Result<bool> {
-    let transition = Transition {
-        order_id,
-        from,
-        to,
-        reason: reason.map(str::to_owned),
-        steps: steps.to_vec(),
-    };
+    let transition = Transition::new(order_id, (from, to), reason, steps);
     Ok(transitions(pool, std::slice::from_ref(&transition)).await?[0])
 }
 
@@ -618,6 +612,23 @@ pub struct Transition {
     pub to: Status,
     pub reason: Option<String>,
     pub steps: Vec<NewStep>,
+}
+
+impl Transition {
+    pub fn new(
+        order_id: Uuid,
+        (from, to): (Status, Status),
+        reason: Option<&str>,
+        steps: &[NewStep],
+    ) -> Self {
+        Self {
+            order_id,
+            from,
+            to,
+            reason: reason.map(str::to_owned),
+            steps: steps.to_vec(),
+        }
+    }
 }
 
 /// Many orders' [`transition`]s in ONE statement (one commit for all): whether each one moved,

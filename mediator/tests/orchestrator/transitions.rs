@@ -28,17 +28,11 @@ fn action(participant: &'static str) -> NewStep {
 
 fn moving(
     order_id: Uuid,
-    (from, to): (Status, Status),
+    from_to: (Status, Status),
     reason: Option<&str>,
     steps: Vec<NewStep>,
 ) -> Transition {
-    Transition {
-        order_id,
-        from,
-        to,
-        reason: reason.map(str::to_owned),
-        steps,
-    }
+    Transition::new(order_id, from_to, reason, &steps)
 }
 
 /// `id`'s status and reason, and its log as `"1 action items"` rows.
