@@ -39,9 +39,10 @@ pub struct StreamConfig {
     /// finds its own pending entries. Default: `<hostname>-<pid>`.
     #[arg(long = "consumer-name", env = "CONSUMER_NAME", default_value_t = default_consumer_name(), hide_default_value = true)]
     pub consumer: String,
-    /// Sagas in flight at once in this process. Many: the sagas in flight together are what
-    /// fills the batches (their actions, their transitions), and a batch costs little more than one.
-    #[arg(long = "mediator-concurrency", env = "MEDIATOR_CONCURRENCY", default_value_t = 256, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |n| n as usize))]
+    /// Sagas in flight at once in this process. More fill the batches of actions and transitions
+    /// (faster under load; `make bench` runs 256), but a participant's failure then aborts that
+    /// many at once, each compensation its own request.
+    #[arg(long = "mediator-concurrency", env = "MEDIATOR_CONCURRENCY", default_value_t = 64, value_parser = clap::builder::TypedValueParser::map(clap::value_parser!(u32).range(1..), |n| n as usize))]
     pub concurrency: usize,
     /// Entries idle this long (ms) in another consumer's pending list are taken over. Must exceed
     /// the slowest legitimate saga (in-flight entries are kept fresh by a heartbeat, too).

@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// Database connections per service.
     #[arg(long, env = "BENCH_DB_CONNECTIONS", default_value_t = 8)]
     pub db_connections: u32,
+    /// Sagas in flight per mediator (its MEDIATOR_CONCURRENCY): many, so that the sagas in flight
+    /// together fill the batches (docs/PERFORMANCE.md); the deployment's default is lower.
+    #[arg(long, env = "BENCH_MEDIATOR_CONCURRENCY", default_value_t = 256)]
+    pub mediator_concurrency: u32,
     /// PostgreSQL server options (group commit).
     #[arg(
         long,
@@ -150,6 +154,10 @@ async fn bench(args: &BenchArgs, state: &Path) -> Result<()> {
             ("TOKIO_WORKER_THREADS", args.worker_threads.to_string()),
             ("PG_UNIX_SOCKET", "1".to_owned()),
             ("DB_MAX_CONNECTIONS", args.db_connections.to_string()),
+            (
+                "MEDIATOR_CONCURRENCY",
+                args.mediator_concurrency.to_string(),
+            ),
             ("PG_EXTRA_OPTS", pg_opts(args)),
         ],
     )
@@ -473,8 +481,9 @@ async fn machine(args: &BenchArgs) -> Vec<String> {
             now.second()
         ),
         format!(
-            "tuning   TOKIO_WORKER_THREADS={} DB_MAX_CONNECTIONS={} PG_UNIX_SOCKET=1 postgres: {}",
-            args.worker_threads, args.db_connections, args.pg_opts
+            "tuning   TOKIO_WORKER_THREADS={} DB_MAX_CONNECTIONS={} MEDIATOR_CONCURRENCY={} \
+             PG_UNIX_SOCKET=1 postgres: {}",
+            args.worker_threads, args.db_connections, args.mediator_concurrency, args.pg_opts
         ),
     ]
 }
