@@ -23,7 +23,8 @@
 //! which the network lane takes shared while it reads a window's evidence from the databases.
 //!
 //! Each fault also records whether it LANDED, with the evidence: a pause took entries away from
-//! the paused consumer (it stays stopped, bounded, until one is taken); a lost reply window saw
+//! the paused consumer (it stays stopped, bounded, until one is taken; aimed again, a few times at
+//! most, when the mediator held none once stopped); a lost reply window saw
 //! the participant commit holds (their replies dropped); a delay window saw a call to the
 //! participant outlast the per-attempt timeout; a Redis restart changed the server (and a cut one
 //! lost stream entries); a PostgreSQL restart changed the postmaster. A proxy window is checked
@@ -179,6 +180,9 @@ const PAUSE_OVERTIME: Duration = Duration::from_secs(20);
 /// How often a proxy fault is injected before its missing evidence counts (see
 /// `landed_proxy_fault`).
 const PROXY_FAULT_TRIES: usize = 3;
+/// How often a pause is aimed again at a mediator still holding entries once stopped (see
+/// `landed_pause`).
+const PAUSE_TRIES: usize = 3;
 
 impl<'a> Nemesis<'a> {
     pub fn new(stack: &'a Stack, config: &'a NemesisConfig, shared: Shared, dbs: &'a Dbs) -> Self {
@@ -258,7 +262,7 @@ impl<'a> Nemesis<'a> {
             let at = self.started.elapsed().as_secs_f64();
             let t = Instant::now();
             let result = match kind {
-                FaultKind::Pause => self.pause(&mut rng).await,
+                FaultKind::Pause => self.landed_pause(&mut rng, &mut report).await,
                 FaultKind::LostReply | FaultKind::Delay => {
                     self.landed_proxy_fault(kind, &mut rng, &mut report).await
                 }
@@ -336,7 +340,29 @@ impl<'a> Nemesis<'a> {
         Ok(reply.ids.into_iter().map(|p| p.id).collect())
     }
 
-    async fn pause(&self, rng: &mut StdRng) -> Result<FaultRecord> {
+    /// A pause, aimed again (at most [`PAUSE_TRIES`] times) when its mediator held no entry once
+    /// stopped: picked while it held a few, it may finish them between the pick and the SIGSTOP,
+    /// and a stopped mediator reads no new ones, so nothing could be taken over. Such an attempt
+    /// is resumed at once and kept in the report, not counted.
+    async fn landed_pause(
+        &self,
+        rng: &mut StdRng,
+        report: &mut NemesisReport,
+    ) -> Result<FaultRecord> {
+        let mut tries = 1;
+        loop {
+            let (mut record, held_nothing) = self.pause(rng).await?;
+            if !held_nothing || tries >= PAUSE_TRIES {
+                return Ok(record);
+            }
+            tries += 1;
+            record.evidence += " (aimed again)";
+            report.faults.push(record);
+        }
+    }
+
+    /// The pause's record, and whether its mediator held nothing once stopped.
+    async fn pause(&self, rng: &mut StdRng) -> Result<(FaultRecord, bool)> {
         // A mediator with entries in flight (else there is nothing to take over), not being
         // killed, not already held.
         let mut target = None;
@@ -377,7 +403,7 @@ impl<'a> Nemesis<'a> {
         result
     }
 
-    async fn pause_for(&self, target: &str, length: Duration) -> Result<FaultRecord> {
+    async fn pause_for(&self, target: &str, length: Duration) -> Result<(FaultRecord, bool)> {
         let mut record = self.record(
             FaultKind::Pause,
             target,
@@ -388,6 +414,15 @@ impl<'a> Nemesis<'a> {
         // Replies already on their way when it stopped have landed by now.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let before = self.pending_of(target).await;
+        if before.as_ref().is_ok_and(HashSet::is_empty) {
+            let resumed = self.stack.resume(target);
+            record.detail = format!("SIGSTOP for {} ms", t.elapsed().as_millis());
+            record.evidence = match resumed {
+                Ok(()) => "it held no pending entry once stopped: resumed at once".to_string(),
+                Err(e) => format!("it held no pending entry once stopped; SIGCONT failed: {e:#}"),
+            };
+            return Ok((record, true));
+        }
         tokio::time::sleep(length.saturating_sub(t.elapsed())).await;
         let mut after = self.pending_of(target).await;
         // The other mediators take its entries over once idle AND once they have a free saga slot:
@@ -416,7 +451,7 @@ impl<'a> Nemesis<'a> {
                 Err(e) => format!("; SIGCONT failed: {e:#}"),
             }
         );
-        Ok(record)
+        Ok((record, false))
     }
 
     /// A proxy fault, injected again (at most [`PROXY_FAULT_TRIES`] times) while its window shows
