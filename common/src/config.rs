@@ -191,6 +191,17 @@ pub struct DatabaseConfig {
         value_parser = secs
     )]
     pub startup_wait: Duration,
+    /// How long one statement may run before Postgres cancels it (ms). A statement stuck behind
+    /// a lock or a stalled disk then fails — a 503 with Retry-After — instead of holding its
+    /// request, and every request batched with it, until the request timeout. Migrations, run
+    /// once at start-up, are not bound by it.
+    #[arg(
+        long = "db-statement-timeout-ms",
+        env = "DB_STATEMENT_TIMEOUT_MS",
+        default_value = "5000",
+        value_parser = millis
+    )]
+    pub statement_timeout: Duration,
 }
 
 /// Where a service listens and its own database: what every service of the shop has (the saga

@@ -1,5 +1,6 @@
-//! The Postgres pool: wait for the database (bounded), connect, then apply the service's embedded
-//! migrations before serving.
+//! The Postgres pool: wait for the database (bounded), apply the service's embedded migrations,
+//! then connect the pool — every statement of which Postgres cancels past `DB_STATEMENT_TIMEOUT_MS`
+//! (see [`crate::config::DatabaseConfig`]) — before serving.
 //!
 //! At start-up the database may not be there yet — in Kubernetes the headless `postgres` Service
 //! does not even resolve until Postgres is Ready — so every service waits for it, retrying with
@@ -49,20 +50,29 @@ pub async fn connect_and_migrate(config: &DatabaseConfig, migrator: &Migrator) -
     let options = PgConnectOptions::from_str(config.url.expose_secret())
         .context("DATABASE_URL is not a valid Postgres URL")?;
     wait_for_database(&options, config.startup_wait).await?;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await
-        .context("connecting to Postgres")?;
     // Concurrent starts (replicas, order + mediator) are serialised by sqlx: `Migrator::run` takes
     // a session-level `pg_advisory_lock` (keyed on the database name) before it even creates its
-    // table, and each migration is applied in a transaction of its own.
+    // table, and each migration is applied in a transaction of its own. On a connection of its
+    // own: a migration may rightly run longer than any request's statement.
+    // (A pool of one rather than a bare connection: `Migrator::run` on a `&mut PgConnection`
+    // makes the caller's future not `Send`.)
+    let migrating = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .context("connecting to Postgres to migrate")?;
     migrator
-        .run(&pool)
+        .run(&migrating)
         .await
         .context("applying database migrations")?;
-    Ok(pool)
+    migrating.close().await;
+    let statement_timeout = format!("{}ms", config.statement_timeout.as_millis());
+    PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.options([("statement_timeout", statement_timeout)]))
+        .await
+        .context("connecting to Postgres")
 }
 
 /// Where `options` point, for logs: user, host, port and database — never the password.

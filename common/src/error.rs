@@ -63,8 +63,9 @@ impl fmt::Display for Dependency {
 impl Dependency {
     /// The dependency whose unreachability caused `err`, if that is what it is: a refused, reset or
     /// closed connection, an I/O error, a pool that found no connection in time, the server
-    /// shutting down. Anything else — a constraint violation, a decode error, a syntax error, a
-    /// Redis type error — is a bug or a refusal, not an outage, and gets `None`.
+    /// shutting down, a statement cancelled past its timeout. Anything else — a constraint
+    /// violation, a decode error, a syntax error, a Redis type error — is a bug or a refusal, not
+    /// an outage, and gets `None`.
     pub fn down_in(err: &anyhow::Error) -> Option<Self> {
         err.chain().find_map(|cause| {
             if let Some(e) = cause.downcast_ref::<sqlx::Error>() {
@@ -86,9 +87,12 @@ fn postgres_unreachable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         // SQLSTATE class 08 (connection exception), 57P01-57P03 (the server is shutting down,
-        // crashed, or not yet accepting connections), 53300 (too many connections).
+        // crashed, or not yet accepting connections), 53300 (too many connections), 57014 (the
+        // statement was cancelled: it ran past DB_STATEMENT_TIMEOUT_MS, stuck behind a lock or a
+        // stalled disk — the database cannot serve it now).
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            code.starts_with("08")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "57014")
         }),
         _ => false,
     }

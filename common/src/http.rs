@@ -2,7 +2,11 @@
 //! request ids, tracing spans, request metrics, a body-size limit, a request timeout, JSON 404/405,
 //! paths that answer with and without a trailing slash, and graceful shutdown.
 
-use crate::{config::HttpConfig, error::ApiError, redis::Redis};
+use crate::{
+    config::HttpConfig,
+    error::{ApiError, DEPENDENCY_RETRY_AFTER_SECS},
+    redis::Redis,
+};
 use anyhow::{Context, Result};
 use axum::{
     BoxError, Json, Router,
@@ -135,7 +139,7 @@ pub fn app_with_long_polls(
         .layer(DefaultBodyLimit::max(http.body_limit_bytes))
 }
 
-/// Every route of `routes` answers 503 `timeout` once it has run for `limit`.
+/// Every route of `routes` answers 503 `timeout`, with Retry-After, once it has run for `limit`.
 fn with_timeout(routes: Router, limit: Duration) -> Router {
     routes.layer(
         ServiceBuilder::new()
@@ -146,6 +150,7 @@ fn with_timeout(routes: Router, limit: Duration) -> Router {
                         "timeout",
                         format!("request took longer than {limit:?}"),
                     )
+                    .with_retry_after(DEPENDENCY_RETRY_AFTER_SECS)
                 } else {
                     ApiError::internal(anyhow::anyhow!("middleware failed: {err}"))
                 }
@@ -254,7 +259,7 @@ mod tests {
     use tower::ServiceExt;
 
     /// A handler slower than REQUEST_TIMEOUT_MS answers 503 `timeout` in the shop's error shape,
-    /// after the timeout, not after the handler.
+    /// with Retry-After, after the timeout, not after the handler.
     #[tokio::test]
     async fn a_request_slower_than_the_timeout_is_a_503() {
         let http = HttpConfig {
@@ -275,6 +280,10 @@ mod tests {
             .expect("answered by the timeout, not by the handler")
             .unwrap();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get("retry-after").map(|v| v.as_bytes()),
+            Some(DEPENDENCY_RETRY_AFTER_SECS.to_string().as_bytes())
+        );
         let body = axum::body::to_bytes(response.into_body(), 4096)
             .await
             .unwrap();

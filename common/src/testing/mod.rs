@@ -99,6 +99,7 @@ pub async fn fresh_database() -> DatabaseConfig {
         max_connections: 10,
         // The test Postgres is up: a test that finds it down fails soon, saying so.
         startup_wait: std::time::Duration::from_secs(5),
+        statement_timeout: std::time::Duration::from_secs(5),
     }
 }
 

@@ -53,8 +53,7 @@ impl Link {
         let via = url.replacen(&format!("@{server}/"), &format!("@{}/", link.addr), 1);
         let config = DatabaseConfig {
             url: SecretString::from(via),
-            max_connections: database.max_connections,
-            startup_wait: database.startup_wait,
+            ..database.clone()
         };
         (link, config)
     }

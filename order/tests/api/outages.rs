@@ -1,12 +1,13 @@
 //! The API under outages of what it depends on: readiness follows the database, not Redis; a POST
-//! refused while the database is down writes nothing, and its retry creates the order once.
+//! refused while the database is down writes nothing, and its retry creates the order once; a
+//! statement stuck behind a lock is cancelled and answered 503, not held to the request timeout.
 
 use crate::{REDIS_DOWN, eventually, good_order, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use shop_common::config::ExposeSecret;
 use shop_common::{
-    config::SecretString,
+    config::{DatabaseConfig, SecretString},
     testing::{
         self,
         outage::{Link, expect_unavailable},
@@ -94,4 +95,54 @@ async fn health_is_ready_with_database_and_redis() {
         let status = app.get_anonymous(path).await.status();
         assert_eq!(status, StatusCode::OK, "{path}");
     }
+}
+
+/// A statement that cannot finish — here the orders table locked by someone else, as a long
+/// migration or a VACUUM FULL would — is cancelled by Postgres after `DB_STATEMENT_TIMEOUT_MS`:
+/// the POST and the read waiting on it (batched with it, or queued behind its batch) are each a
+/// 503 with Retry-After, long before the request timeout, nothing is half-written, and once the
+/// lock is gone the API serves again.
+#[tokio::test]
+async fn a_statement_stuck_behind_a_lock_is_cancelled_and_answered_503() {
+    let database = DatabaseConfig {
+        statement_timeout: Duration::from_millis(300),
+        ..testing::fresh_database().await
+    };
+    let app = spawn_app_with(database, testing::redis_url()).await;
+    assert!(testing::http().request_timeout >= Duration::from_secs(10));
+    let post = |key: &str| {
+        app.http
+            .post(format!("{}/api/orders/", app.base))
+            .bearer_auth(testing::access_token("alice"))
+            .header("Idempotency-Key", key)
+            .json(&good_order())
+    };
+    let list = app
+        .http
+        .get(format!("{}/api/orders/", app.base))
+        .bearer_auth(testing::access_token("alice"));
+
+    let mut lock = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(8),
+        futures::future::join(expect_unavailable(post("k1")), expect_unavailable(list)),
+    )
+    .await;
+    lock.rollback().await.unwrap();
+    answered.expect("answered once the statements were cancelled, not at the request timeout");
+
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM orders WHERE idempotency_key = 'k1'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, 0);
+    assert_eq!(
+        post("k1").send().await.unwrap().status(),
+        StatusCode::CREATED
+    );
 }

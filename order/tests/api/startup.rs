@@ -23,6 +23,7 @@ fn database(url: String, startup_wait: Duration) -> DatabaseConfig {
         url: SecretString::from(url),
         max_connections: 4,
         startup_wait,
+        statement_timeout: Duration::from_secs(5),
     }
 }
 
