@@ -138,6 +138,23 @@ impl App {
         json.body(body).send().await.unwrap()
     }
 
+    /// A POST of a good order as `user` with `Idempotency-Key: key`, not yet sent (to send it
+    /// again, or to hand it to a helper that checks its answer).
+    pub fn good_order_request(&self, user: &str, key: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}/api/orders/", self.base))
+            .bearer_auth(testing::access_token(user))
+            .header("Idempotency-Key", key)
+            .json(&good_order())
+    }
+
+    /// `GET /api/orders/` as `user`, not yet sent.
+    pub fn list_request(&self, user: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}/api/orders/", self.base))
+            .bearer_auth(testing::access_token(user))
+    }
+
     /// What the mediator does once `id` is final: PUBLISH it on the final channel — again and
     /// again until `waiting` has answered, for at most 10 s (well before the 20 s the tests' long
     /// polls ask for). A request may not be parked yet when a signal is sent: the signal is a

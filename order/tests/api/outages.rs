@@ -2,7 +2,7 @@
 //! refused while the database is down writes nothing, and its retry creates the order once; a
 //! statement stuck behind a lock is cancelled and answered 503, not held to the request timeout.
 
-use crate::{REDIS_DOWN, eventually, good_order, spawn_app, spawn_app_with};
+use crate::{REDIS_DOWN, eventually, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value as Json, json};
 use shop_common::config::ExposeSecret;
@@ -22,23 +22,14 @@ async fn with_the_database_down_a_post_is_503_and_its_retry_creates_the_order_on
     let direct = PgPool::connect(database.url.expose_secret()).await.unwrap();
     let (link, via_link) = Link::to_database(&database).await;
     let app = spawn_app_with(via_link, testing::redis_url()).await;
-    let post = |key: &str| {
-        app.http
-            .post(format!("{}/api/orders/", app.base))
-            .bearer_auth(testing::access_token("alice"))
-            .header("Idempotency-Key", key)
-            .json(&good_order())
-    };
+    let post = |key: &str| app.good_order_request("alice", key);
     assert_eq!(
         post("before").send().await.unwrap().status(),
         StatusCode::CREATED
     );
 
     link.cut().await;
-    let list = app
-        .http
-        .get(format!("{}/api/orders/", app.base))
-        .bearer_auth(testing::access_token("alice"));
+    let list = app.list_request("alice");
     tokio::join!(expect_unavailable(post("k1")), expect_unavailable(list));
     // Nothing of the refused POST was written.
     let stored: i64 =
@@ -110,17 +101,8 @@ async fn a_statement_stuck_behind_a_lock_is_cancelled_and_answered_503() {
     };
     let app = spawn_app_with(database, testing::redis_url()).await;
     assert!(testing::http().request_timeout >= Duration::from_secs(10));
-    let post = |key: &str| {
-        app.http
-            .post(format!("{}/api/orders/", app.base))
-            .bearer_auth(testing::access_token("alice"))
-            .header("Idempotency-Key", key)
-            .json(&good_order())
-    };
-    let list = app
-        .http
-        .get(format!("{}/api/orders/", app.base))
-        .bearer_auth(testing::access_token("alice"));
+    let post = |key: &str| app.good_order_request("alice", key);
+    let list = app.list_request("alice");
 
     let mut lock = app.pool.begin().await.unwrap();
     sqlx::query("LOCK TABLE orders IN ACCESS EXCLUSIVE MODE")
