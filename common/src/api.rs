@@ -123,9 +123,25 @@ pub struct Details {
 
 /// Where an order is in its saga. `Completed`, `Failed` and `Cancelled` are final; a completed
 /// order may still be cancelled (`Completed -> Cancelling -> Cancelled`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type, ToSchema)]
+// Spelt lowercase in JSON, in the database and by `as_str` alike: the database's CHECK refuses
+// any other spelling, and a test holds JSON and `as_str` together.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    ToSchema,
+    strum::VariantArray,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Status {
     Pending,
     Compensating,
@@ -137,24 +153,11 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Compensating,
-        Status::Completed,
-        Status::Failed,
-        Status::Cancelling,
-        Status::Cancelled,
-    ];
+    /// Every status, in the order they are declared.
+    pub const ALL: &[Status] = <Status as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Compensating => "compensating",
-            Status::Completed => "completed",
-            Status::Failed => "failed",
-            Status::Cancelling => "cancelling",
-            Status::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     pub fn is_final(self) -> bool {
@@ -164,9 +167,9 @@ impl Status {
     /// The final statuses as stored, for SQL (`status = ANY($1)`).
     pub fn finals() -> Vec<&'static str> {
         Self::ALL
-            .into_iter()
+            .iter()
             .filter(|s| s.is_final())
-            .map(Status::as_str)
+            .map(|s| s.as_str())
             .collect()
     }
 
@@ -331,10 +334,23 @@ mod tests {
     #[test]
     fn success_follows_the_status() {
         let finished: Vec<_> = Status::ALL
-            .into_iter()
+            .iter()
             .filter(|s| s.success().is_some())
             .collect();
-        let finals: Vec<_> = Status::ALL.into_iter().filter(|s| s.is_final()).collect();
+        let finals: Vec<_> = Status::ALL.iter().filter(|s| s.is_final()).collect();
         assert_eq!(finished, finals);
+    }
+
+    /// JSON and `as_str` (what SQL binds and metrics label) spell every status the same way.
+    #[test]
+    fn a_status_is_spelt_the_same_everywhere() {
+        for &status in Status::ALL {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                json!(status.as_str())
+            );
+            let back: Status = serde_json::from_value(json!(status.as_str())).unwrap();
+            assert_eq!(back, status);
+        }
     }
 }
