@@ -2,8 +2,10 @@
 //! served by the service it names (its router knows something at or under the path), the gateway
 //! hands every request on it to that service, with and without a trailing slash, and nothing under
 //! /internal, /health or /metrics gets through. Every API path a service answers at is in the
-//! OpenAPI document (docs/openapi.json): a route without a spec entry fails here. nginx is started by `tools::local::start_gateway`,
-//! exactly as `make run` starts it. Needs TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
+//! OpenAPI document (docs/openapi.json): a route without a spec entry fails here. What nginx
+//! answers itself (a refused method, a service down) keeps the shop's JSON error shape. nginx is
+//! started by `tools::local::start_gateway`, exactly as `make run` starts it. Needs
+//! TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
 
 use shop_common::openapi::is_instance;
 use std::path::{Path, PathBuf};
@@ -67,6 +69,25 @@ impl Gateway {
                 (service.name().to_owned(), addr)
             })
             .collect();
+        Self::start_with(upstreams).await
+    }
+
+    /// In front of every service at an address where nothing listens: a shop whose services are
+    /// all down.
+    async fn start_before_nothing() -> Gateway {
+        let dead = procs::pick_ports(Service::ALL.len()).unwrap();
+        let upstreams: Upstreams = Service::ALL
+            .into_iter()
+            .zip(dead)
+            .map(|(service, port)| {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                (service.name().to_owned(), addr)
+            })
+            .collect();
+        Self::start_with(upstreams).await
+    }
+
+    async fn start_with(upstreams: Upstreams) -> Gateway {
         let mut last_error = String::new();
         // A port of the project range, taken meanwhile by someone else: try another.
         for _ in 0..5 {
@@ -177,4 +198,61 @@ async fn every_ingress_route_reaches_its_service_through_the_rendered_gateway() 
     }
     drop(gateway);
     stack.shutdown().await;
+}
+
+/// What nginx answers itself, not a service, keeps the shop's error shape: a method it refuses
+/// (TRACE), and a service that is down — a 503 `unavailable` with Retry-After, as a service
+/// answers when its own dependency is down. (A request line too long for nginx keeps its HTML
+/// 414: the line could not be parsed, and an `error_page` for it answers 500.)
+#[tokio::test]
+async fn the_gateways_own_errors_keep_the_error_shape() {
+    let gateway = Gateway::start_before_nothing().await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", gateway.url);
+
+    let trace = client
+        .request(reqwest::Method::TRACE, url("/api/orders/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(trace).await,
+        (405, Some("method_not_allowed".into()))
+    );
+
+    for path in ["/api/items/", "/api/orders/"] {
+        let down = client.get(url(path)).send().await.unwrap();
+        let retry_after = down.headers().get("retry-after").cloned();
+        assert_eq!(
+            error_of(down).await,
+            (503, Some("unavailable".into())),
+            "{path}"
+        );
+        let secs = retry_after.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        assert!(
+            secs.is_some_and(|s| s > 0),
+            "{path}: no Retry-After in seconds"
+        );
+    }
+    drop(gateway);
+}
+
+/// The status of `response` and its `error` code, if its body is the shop's JSON error.
+async fn error_of(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{status}: {content_type}"
+    );
+    let body: Option<serde_json::Value> = response.json().await.ok();
+    (
+        status,
+        body.and_then(|b| Some(b.get("error")?.as_str()?.to_string())),
+    )
 }
