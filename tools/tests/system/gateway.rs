@@ -7,7 +7,7 @@
 //! started by `tools::local::start_gateway`, exactly as `make run` starts it. Needs
 //! TEST_DATABASE_URL and TEST_REDIS_URL, like every stack test.
 
-use shop_common::openapi::is_instance;
+use shop_common::{openapi::is_instance, testing::outage::expect_unavailable};
 use std::path::{Path, PathBuf};
 use tools::{
     gateway::{NEVER_PUBLIC, PathType, Routes, Upstreams},
@@ -41,11 +41,15 @@ fn no_such_route() -> Answer {
 }
 
 async fn answer(client: &reqwest::Client, url: &str) -> Answer {
-    let response = client
-        .get(url)
+    answer_to(client.get(url)).await
+}
+
+async fn answer_to(request: reqwest::RequestBuilder) -> Answer {
+    let described = format!("{request:?}");
+    let response = request
         .send()
         .await
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        .unwrap_or_else(|e| panic!("{described}: {e}"));
     let status = response.status().as_u16();
     let body: Option<serde_json::Value> = response.json().await.ok();
     let error = body.and_then(|b| Some(b.get("error")?.as_str()?.to_string()));
@@ -210,49 +214,13 @@ async fn the_gateways_own_errors_keep_the_error_shape() {
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", gateway.url);
 
-    let trace = client
-        .request(reqwest::Method::TRACE, url("/api/orders/"))
-        .send()
-        .await
-        .unwrap();
+    let trace = client.request(reqwest::Method::TRACE, url("/api/orders/"));
     assert_eq!(
-        error_of(trace).await,
+        answer_to(trace).await,
         (405, Some("method_not_allowed".into()))
     );
-
     for path in ["/api/items/", "/api/orders/"] {
-        let down = client.get(url(path)).send().await.unwrap();
-        let retry_after = down.headers().get("retry-after").cloned();
-        assert_eq!(
-            error_of(down).await,
-            (503, Some("unavailable".into())),
-            "{path}"
-        );
-        let secs = retry_after.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        assert!(
-            secs.is_some_and(|s| s > 0),
-            "{path}: no Retry-After in seconds"
-        );
+        expect_unavailable(client.get(url(path))).await;
     }
     drop(gateway);
-}
-
-/// The status of `response` and its `error` code, if its body is the shop's JSON error.
-async fn error_of(response: reqwest::Response) -> Answer {
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/json"),
-        "{status}: {content_type}"
-    );
-    let body: Option<serde_json::Value> = response.json().await.ok();
-    (
-        status,
-        body.and_then(|b| Some(b.get("error")?.as_str()?.to_string())),
-    )
 }
