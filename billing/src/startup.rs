@@ -44,6 +44,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let server = http::Server::start(listener, shutdown);
     let pool = CHARGES.connect(&config.participant).await?;
-    http::serve(listener, build_router(pool, &config), shutdown).await
+    server.serve(build_router(pool, &config)).await
 }

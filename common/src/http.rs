@@ -1,6 +1,7 @@
 //! What every service's HTTP server has in common: `/health/live`, `/health/ready`, `/metrics`,
 //! request ids, tracing spans, request metrics, a body-size limit, a request timeout, JSON 404/405,
-//! paths that answer with and without a trailing slash, and graceful shutdown.
+//! paths that answer with and without a trailing slash, a 503 `starting` until the service is
+//! built, and graceful shutdown.
 
 use crate::{
     config::HttpConfig,
@@ -22,11 +23,11 @@ use serde_json::json;
 use sqlx::PgPool;
 use std::{
     future::Future,
-    sync::OnceLock,
+    sync::{Arc, OnceLock},
     time::{Duration, Instant},
 };
-use tokio::net::TcpListener;
-use tower::{Layer, ServiceBuilder};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::{
     normalize_path::NormalizePathLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
@@ -226,23 +227,89 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<()> {
-    // Outside the router, so that `/api/orders/` is rewritten before routing picks `/api/orders`.
-    let app = NormalizePathLayer::trim_trailing_slash().layer(app);
-    let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(%addr, "listening");
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
+/// A service's HTTP server, answering from the moment its listener is bound. Until
+/// [`Server::ready`] hands it the service's router, every request — `/health/*` included — gets
+/// a 503 `starting` with Retry-After: a process still waiting for its database, or migrating,
+/// answers at once, instead of holding connections the kernel accepted into the listen backlog
+/// without a word (a client waited out its own timeout; a restarted order API held customers'
+/// requests that way for seconds). The Kubernetes startup probe keeps waiting on that 503.
+pub struct Server {
+    app: Arc<OnceLock<Router>>,
+    serving: JoinHandle<Result<()>>,
+}
+
+impl Server {
+    /// Serves on `listener` at once (503 `starting` until [`Server::ready`]); stops, draining
+    /// in-flight requests, when `shutdown` resolves.
+    pub fn start(
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        let app = Arc::new(OnceLock::<Router>::new());
+        let current = app.clone();
+        let service = tower::service_fn(move |req: Request| {
+            let app = current.get().cloned();
+            async move {
+                match app {
+                    Some(app) => app.oneshot(req).await,
+                    None => Ok(starting()),
+                }
+            }
+        });
+        // Outside the router, so that `/api/orders/` is rewritten before routing picks
+        // `/api/orders`.
+        let service = NormalizePathLayer::trim_trailing_slash().layer(service);
+        let serving = tokio::spawn(async move {
+            let addr = listener.local_addr().context("reading the bound address")?;
+            tracing::info!(%addr, "listening");
+            axum::serve(
+                listener,
+                axum::ServiceExt::<Request>::into_make_service(service),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+        });
+        Self { app, serving }
+    }
+
+    /// From now on, requests go to `app` (the first router given; a second is ignored).
+    pub fn ready(&self, app: Router) {
+        if self.app.set(app).is_ok() {
+            tracing::info!("serving");
+        }
+    }
+
+    /// Until the server has stopped (on `shutdown`, once in-flight requests are answered).
+    pub async fn stopped(mut self) -> Result<()> {
+        (&mut self.serving)
+            .await
+            .context("the HTTP server panicked")?
+    }
+
+    /// [`Server::ready`] with `app`, then [`Server::stopped`].
+    pub async fn serve(self, app: Router) -> Result<()> {
+        self.ready(app);
+        self.stopped().await
+    }
+}
+
+impl Drop for Server {
+    /// A `run` that fails while starting stops answering `starting` too.
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+/// What every request gets before the service's router is ready.
+fn starting() -> Response {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "starting",
+        "the service is starting: its database (or Redis) is not connected yet",
     )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP")
+    .with_retry_after(DEPENDENCY_RETRY_AFTER_SECS)
+    .into_response()
 }
 
 /// Binds the configured address.

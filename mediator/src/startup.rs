@@ -2,7 +2,7 @@
 //! consumer, and the health/metrics server that stays up until the consumer has drained.
 
 use crate::{config::Config, consumer::Consumer, executor::Executor, participants::Participants};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::Router;
 use shop_common::{
     db,
@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    // Stopped only once the consumer has drained, not on the signal: health stays readable.
+    let server_stop = CancellationToken::new();
+    let server = http::Server::start(listener, server_stop.clone().cancelled_owned());
     // The order service's migrations: both processes may apply them, sqlx serialises that.
     let pool = db::connect_and_migrate(&config.server.database, &order_store::MIGRATOR).await?;
     let redis = redis::connect(&config.redis_url)?;
@@ -39,12 +42,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown)
 
     let readiness = Readiness::database_and_redis(pool, redis);
     let app = http::app("mediator", Router::new(), readiness, &config.server.http);
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(
-        listener,
-        app,
-        server_stop.clone().cancelled_owned(),
-    ));
+    server.ready(app);
 
     if let Some(broken) = config.participants.broken_compensation {
         tracing::error!(
@@ -59,6 +57,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown)
     );
     let consumed = consumer.run().await;
     server_stop.cancel();
-    let served = server.await.context("the health server panicked")?;
+    let served = server.stopped().await;
     consumed.and(served)
 }

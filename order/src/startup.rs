@@ -116,6 +116,7 @@ fn build(
 }
 
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown) -> Result<()> {
+    let server = http::Server::start(listener, shutdown);
     let pool = pg::connect_and_migrate(&config.server.database, &MIGRATOR).await?;
     let redis = redis::connect(&config.redis_url)?;
     let stop_sweeping = CancellationToken::new();
@@ -130,7 +131,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Shutdown)
         stop_sweeping.clone(),
     ));
     let (router, flusher, signal_listener) = build(pool, redis, &config, stop_sweeping.clone());
-    let served = http::serve(listener, router, shutdown).await;
+    let served = server.serve(router).await;
     stop_sweeping.cancel();
     let _ = sweeper.await;
     let _ = signal_listener.await;

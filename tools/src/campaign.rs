@@ -29,6 +29,7 @@ use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     time::{Duration, Instant},
 };
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Users and money for a campaign.
@@ -144,6 +145,57 @@ pub struct SendReport {
     pub rejected: Vec<String>,
     /// POST attempts beyond the first, over all orders.
     pub retries: u64,
+    /// POSTs and cancels (with their retries) that took [`SLOW_REQUEST`] or longer: a customer
+    /// kept waiting. Faults explain some (a killed order API is retried until it is back); an
+    /// order API that holds a request without answering shows here first.
+    pub slow: Vec<SlowRequest>,
+}
+
+/// A POST or cancel this slow is reported in [`SendReport::slow`].
+pub const SLOW_REQUEST: Duration = Duration::from_secs(3);
+
+/// One request of [`SendReport::slow`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowRequest {
+    /// `POST` or `cancel`.
+    pub request: &'static str,
+    /// The order's Idempotency-Key.
+    pub key: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub sent_at: OffsetDateTime,
+    pub took_ms: u128,
+    /// How it ended: `accepted`, `refused`, `unknown` or the error.
+    pub outcome: String,
+}
+
+impl SlowRequest {
+    /// Records the request started at `started` (and `sent_at`) if it was slow, and says so on
+    /// stderr at once (to be read beside the services' logs).
+    fn note(
+        slow: &std::sync::Mutex<Vec<SlowRequest>>,
+        request: &'static str,
+        key: &str,
+        (started, sent_at): (Instant, OffsetDateTime),
+        outcome: impl FnOnce() -> String,
+    ) {
+        let took = started.elapsed();
+        if took < SLOW_REQUEST {
+            return;
+        }
+        let slow_request = SlowRequest {
+            request,
+            key: key.to_owned(),
+            sent_at,
+            took_ms: took.as_millis(),
+            outcome: outcome(),
+        };
+        eprintln!(
+            "slow {request} {key}: sent {sent_at}, {:.2}s, {}",
+            took.as_secs_f64(),
+            slow_request.outcome
+        );
+        slow.lock().expect("slow list").push(slow_request);
+    }
 }
 
 /// How to send.
@@ -191,6 +243,8 @@ pub async fn send_orders(
             (kind, user, order, cancel_after)
         })
         .collect();
+    let slow = std::sync::Mutex::new(Vec::new());
+    let slow = &slow;
     let results: Vec<Result<(Sent, u32), String>> = stream::iter(plans.into_iter().enumerate())
         .map(|(i, (kind, user, order, cancel_after))| {
             let key = format!("campaign-{run}-{i}");
@@ -203,9 +257,14 @@ pub async fn send_orders(
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
                 }
+                let started = (Instant::now(), OffsetDateTime::now_utc());
                 let r = client
                     .create_order_retrying(&user, &order, &key, sending.post_timeout)
                     .await;
+                SlowRequest::note(slow, "POST", &key, started, || match &r {
+                    Ok(a) => format!("accepted after {} attempts", a.attempts),
+                    Err(e) => e.to_string(),
+                });
                 if !sending.pause.is_zero() {
                     tokio::time::sleep(sending.pause).await;
                 }
@@ -216,7 +275,12 @@ pub async fn send_orders(
                         let cancel = match cancel_after {
                             Some(after) => {
                                 tokio::time::sleep(after).await;
-                                Some(cancel(client, &user, id, sending.post_timeout).await)
+                                let started = (Instant::now(), OffsetDateTime::now_utc());
+                                let answer = cancel(client, &user, id, sending.post_timeout).await;
+                                SlowRequest::note(slow, "cancel", &key, started, || {
+                                    format!("{answer:?}").to_lowercase()
+                                });
+                                Some(answer)
                             }
                             None => None,
                         };
@@ -241,7 +305,10 @@ pub async fn send_orders(
         .buffer_unordered(sending.concurrency.max(1))
         .collect()
         .await;
-    let mut report = SendReport::default();
+    let mut report = SendReport {
+        slow: std::mem::take(&mut *slow.lock().expect("slow list")),
+        ..SendReport::default()
+    };
     for r in results {
         match r {
             Ok((sent, attempts)) => {

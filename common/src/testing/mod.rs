@@ -192,6 +192,9 @@ impl Service {
     }
 }
 
+/// How long [`start`] waits for a service to get ready.
+const STARTUP_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Starts a service through its real entry point, `run(listener)` (so migrations and seeding are
 /// under test too), on a loopback port; waits until it is ready and connects a pool to `database`,
 /// which may already hold an earlier instance's data (a restart).
@@ -210,16 +213,22 @@ where
     let base = format!("http://{}", listener.local_addr().expect("local addr"));
     let server = tokio::spawn(run(listener));
     let http = reqwest::Client::new();
-    // `run` migrates and seeds before serving; the bound listener holds this request until then.
-    match http.get(format!("{base}/health/ready")).send().await {
-        Ok(r) if r.status() == 200 => {}
-        other => {
+    // `run` answers 503 `starting` until it has migrated and seeded.
+    let ready = format!("{base}/health/ready");
+    let deadline = tokio::time::Instant::now() + STARTUP_WITHIN;
+    loop {
+        let answer = http.get(&ready).send().await;
+        if matches!(&answer, Ok(r) if r.status() == 200) {
+            break;
+        }
+        if server.is_finished() || tokio::time::Instant::now() > deadline {
             let server = match server.is_finished() {
                 true => format!("{:?}", server.await),
                 false => "still running".into(),
             };
-            panic!("{name} did not start: {other:?}; server: {server}");
+            panic!("{name} did not start within {STARTUP_WITHIN:?}: {answer:?}; server: {server}");
         }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let pool = PgPool::connect(database.url.expose_secret())
         .await

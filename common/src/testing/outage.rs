@@ -112,13 +112,18 @@ async fn forward(listener: TcpListener, target: SocketAddr, stop: CancellationTo
 /// Sends `request` and checks what a client must see while a store is down: 503 with a
 /// `Retry-After` header and the JSON error `unavailable` — never a 500.
 pub async fn expect_unavailable(request: reqwest::RequestBuilder) {
+    expect_retry_later(request, "unavailable").await;
+}
+
+/// `request` is answered 503 with the error `code` and a Retry-After in seconds.
+pub async fn expect_retry_later(request: reqwest::RequestBuilder, code: &str) {
     let r = request.send().await.expect("the service answered");
     let status = r.status().as_u16();
     let retry_after = r.headers().get("retry-after").cloned();
     let body: serde_json::Value = r.json().await.expect("a JSON body");
     assert_eq!(
         (status, body["error"].as_str()),
-        (503, Some("unavailable")),
+        (503, Some(code)),
         "{body}"
     );
     let secs = retry_after.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());

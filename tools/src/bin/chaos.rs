@@ -45,7 +45,7 @@ use std::{
 };
 use tools::{
     audit::{Baseline, Known},
-    campaign::{self, Faults, Pace, SendReport, Sending, Setup, Watch},
+    campaign::{self, Faults, Pace, SendReport, Sending, Setup, SlowRequest, Watch},
     client::ShopClient,
     nemesis::{FaultKind, Nemesis, NemesisConfig, Shared},
     stack::{Service, Stack, StackConfig},
@@ -257,6 +257,14 @@ async fn main() -> Result<()> {
     }
 }
 
+/// The five slowest of `slow`, slowest first.
+fn slowest(slow: &[SlowRequest]) -> Vec<&SlowRequest> {
+    let mut slowest: Vec<_> = slow.iter().collect();
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.took_ms));
+    slowest.truncate(5);
+    slowest
+}
+
 /// Orders per `send_orders` call: the sender goes on in such chunks while faults are due.
 const CHUNK: usize = 500;
 
@@ -279,7 +287,9 @@ async fn run(
     redis: Option<RedisStore>,
     postgres: Option<PostgresStore>,
 ) -> Result<bool> {
-    let client = ShopClient::new(stack.endpoints(), Duration::from_secs(10))?;
+    // Longer than the services' REQUEST_TIMEOUT_MS (10 s): a request they hold gets their own 503
+    // `timeout` (logged, and counted in `slow_requests`) before this client would give up.
+    let client = ShopClient::new(stack.endpoints(), Duration::from_secs(15))?;
     let poor = (args.users / 10).max(1);
     let rich = args.users.max(1);
     let max_amount = 500;
@@ -392,6 +402,7 @@ async fn run(
             report.accepted.extend(sent.accepted);
             report.rejected.extend(sent.rejected);
             report.retries += sent.retries;
+            report.slow.extend(sent.slow);
         }
         report
     };
@@ -637,6 +648,8 @@ async fn run(
         "accepted": sent.accepted.len(),
         "post_given_up": sent.rejected.len(),
         "post_retries": sent.retries,
+        "slow_requests": sent.slow.len(),
+        "slowest_requests": slowest(&sent.slow),
         "faults_by_kind": names(&faults_by_kind),
         "faults_requested": names(&requested),
         "faults_not_landed": not_landed.len(),

@@ -3,12 +3,15 @@
 //!
 //! 1. with a tiny DB_STARTUP_WAIT_SECS it gives up: exits non-zero, saying what it waited for and
 //!    for how long, never the password;
-//! 2. with the default bound it waits — saying for what, staying alive — while PostgreSQL is
-//!    started ~10 s later, then reaches `/health/ready` 200 without ever exiting.
+//! 2. with the default bound it waits — saying for what, staying alive, and answering every
+//!    request (customers' and probes') at once with a 503 `starting` and Retry-After, never
+//!    leaving a connection unanswered — while PostgreSQL is started ~10 s later, then reaches
+//!    `/health/ready` 200 without ever exiting.
 //!
 //! The stores are the test's own (`PrivateStores`, started by `tools::stores`), so stopping PostgreSQL
 //! disturbs no other test.
 
+use shop_common::testing::outage::expect_retry_later;
 use std::time::Duration;
 use tokio::time::Instant;
 use tools::{
@@ -115,6 +118,13 @@ async fn a_service_started_before_its_postgres_waits_for_it_and_gets_ready() {
     )
     .await;
     assert!(order.output().contains(&target), "{}", order.output());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for path in ["/api/orders", "/health/ready", "/health/live"] {
+        expect_retry_later(http.get(format!("{}{path}", order.url())), "starting").await;
+    }
     while started.elapsed() < POSTGRES_LATE_BY {
         if let Some(status) = order.exited().unwrap() {
             panic!(
@@ -126,10 +136,6 @@ async fn a_service_started_before_its_postgres_waits_for_it_and_gets_ready() {
     }
     stores.start_postgres().await.expect("starting PostgreSQL");
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap();
     let ready = format!("{}/health/ready", order.url());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
