@@ -325,6 +325,44 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
+    /// Bound and not built yet: every path, the probes' too, is a 503 `starting` with
+    /// Retry-After at once; once ready, the service's routes (trailing slash or not).
+    #[tokio::test]
+    async fn a_server_answers_starting_until_it_is_ready() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let server = Server::start(listener, stop.clone().cancelled_owned());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        for path in ["/api/things", "/health/live", "/health/ready"] {
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+            assert!(r.headers().contains_key("retry-after"), "{path}");
+            let body: crate::error::ErrorBody = r.json().await.unwrap();
+            assert_eq!(body.error, "starting", "{path}");
+        }
+        let api = Router::new().route("/api/things", get(|| async { "things" }));
+        server.ready(app(
+            "test",
+            api,
+            Readiness::default(),
+            &HttpConfig::for_tests(),
+        ));
+        for path in ["/api/things", "/api/things/"] {
+            let r = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(r.text().await.unwrap(), "things");
+        }
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), server.stopped())
+            .await
+            .expect("stopped on shutdown")
+            .unwrap();
+    }
+
     /// A handler slower than REQUEST_TIMEOUT_MS answers 503 `timeout` in the shop's error shape,
     /// with Retry-After, after the timeout, not after the handler.
     #[tokio::test]
