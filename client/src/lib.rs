@@ -462,6 +462,8 @@ pub struct Accepted {
     pub order: OrderView,
     /// POSTs made; more than one when the order API was down or answered 5xx.
     pub attempts: u32,
+    /// Why the last attempt before the accepted one failed.
+    pub last_failure: Option<String>,
 }
 
 impl ShopClient {
@@ -477,12 +479,20 @@ impl ShopClient {
     ) -> CallResult<Accepted> {
         let deadline = Instant::now() + timeout;
         let mut attempts = 0;
+        let mut last_failure = None;
         let mut delay = Duration::from_millis(50);
         loop {
             attempts += 1;
             match self.create_order(user, order, Some(idempotency_key)).await {
-                Ok((_, order)) => return Ok(Accepted { order, attempts }),
+                Ok((_, order)) => {
+                    return Ok(Accepted {
+                        order,
+                        attempts,
+                        last_failure,
+                    });
+                }
                 Err(e) if e.is_transient() && Instant::now() + delay < deadline => {
+                    last_failure = Some(e.to_string());
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }

@@ -121,20 +121,28 @@ impl CancelAnswer {
     }
 }
 
-/// Sends the customer's cancel of `id`, retried on transient failures until `timeout`.
-async fn cancel(client: &ShopClient, user: &User, id: Uuid, timeout: Duration) -> CancelAnswer {
+/// Sends the customer's cancel of `id`, retried on transient failures until `timeout`; with the
+/// answer, why the last failed attempt failed.
+async fn cancel(
+    client: &ShopClient,
+    user: &User,
+    id: Uuid,
+    timeout: Duration,
+) -> (CancelAnswer, Option<String>) {
     let deadline = Instant::now() + timeout;
+    let mut last_failure = None;
     loop {
-        match client.cancel_order(user, id).await {
-            Ok(_) => return CancelAnswer::Accepted,
-            Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => {
-                return CancelAnswer::Refused;
-            }
+        let answer = match client.cancel_order(user, id).await {
+            Ok(_) => CancelAnswer::Accepted,
+            Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => CancelAnswer::Refused,
             Err(e) if (e.is_transient() || e.status().is_none()) && Instant::now() < deadline => {
+                last_failure = Some(e.to_string());
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
             }
-            Err(_) => return CancelAnswer::Unknown,
-        }
+            Err(_) => CancelAnswer::Unknown,
+        };
+        return (answer, last_failure);
     }
 }
 
@@ -262,7 +270,11 @@ pub async fn send_orders(
                     .create_order_retrying(&user, &order, &key, sending.post_timeout)
                     .await;
                 SlowRequest::note(slow, "POST", &key, started, || match &r {
-                    Ok(a) => format!("accepted after {} attempts", a.attempts),
+                    Ok(a) => format!(
+                        "accepted after {} attempts (the one before: {})",
+                        a.attempts,
+                        a.last_failure.as_deref().unwrap_or("-")
+                    ),
                     Err(e) => e.to_string(),
                 });
                 if !sending.pause.is_zero() {
@@ -276,9 +288,14 @@ pub async fn send_orders(
                             Some(after) => {
                                 tokio::time::sleep(after).await;
                                 let started = (Instant::now(), OffsetDateTime::now_utc());
-                                let answer = cancel(client, &user, id, sending.post_timeout).await;
+                                let (answer, last_failure) =
+                                    cancel(client, &user, id, sending.post_timeout).await;
                                 SlowRequest::note(slow, "cancel", &key, started, || {
-                                    format!("{answer:?}").to_lowercase()
+                                    format!(
+                                        "{} (the attempt before: {})",
+                                        format!("{answer:?}").to_lowercase(),
+                                        last_failure.as_deref().unwrap_or("-")
+                                    )
                                 });
                                 Some(answer)
                             }
@@ -465,16 +482,13 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
             watch,
             step_due: finals_at_last_kill + step,
         };
-        let wait = turn.wait(gap);
-        tokio::pin!(wait);
-        loop {
-            tokio::select! {
-                _ = &mut wait => break,
-                Some(done) = restarts.next(), if !restarts.is_empty() => {
-                    record(&mut report, &mut down, faults, done);
-                }
-            }
-        }
+        let mut restarting = Restarting {
+            restarts: &mut restarts,
+            report: &mut report,
+            down: &mut down,
+            faults,
+        };
+        restarting.meanwhile(turn.wait(gap)).await;
         if stop.load(Relaxed) {
             break;
         }
@@ -488,22 +502,17 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
             }
         }
         restart_crashed(stack, &mut report).await;
+        let mut restarting = Restarting {
+            restarts: &mut restarts,
+            report: &mut report,
+            down: &mut down,
+            faults,
+        };
         // No kill while a store restarts: the restart would then fail for want of its store.
-        // The restarts in flight hold the gate too: keep driving them while waiting for it, or a
-        // store restart waiting for them would wait forever (and this wait behind it).
+        // The restarts in flight hold the gate too (a store restart waiting for them waits
+        // for this wait to drive them).
         let gate = match &faults.shared {
-            Some(shared) => {
-                let acquire = shared.gate.clone().read_owned();
-                tokio::pin!(acquire);
-                loop {
-                    tokio::select! {
-                        guard = &mut acquire => break Some(guard),
-                        Some(done) = restarts.next(), if !restarts.is_empty() => {
-                            record(&mut report, &mut down, faults, done);
-                        }
-                    }
-                }
-            }
+            Some(shared) => Some(restarting.meanwhile(shared.gate.clone().read_owned()).await),
             None => None,
         };
         let held: HashSet<String> = match &faults.shared {
@@ -517,14 +526,16 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
         let candidates: Vec<&String> = faults
             .targets
             .iter()
-            .filter(|t| !down.contains(*t) && !held.contains(*t))
+            .filter(|t| !restarting.down.contains(*t) && !held.contains(*t))
             .collect();
         if candidates.is_empty() {
             continue;
         }
         // The victim is drawn among the candidates holding something: a mediator idle between
         // two sagas is no test of a crash mid-saga, while its busy sibling is.
-        let holders = holders_among(stack, &candidates, orders_db, stop).await;
+        let holders = restarting
+            .meanwhile(holders_among(stack, &candidates, orders_db, stop))
+            .await;
         if stop.load(Relaxed) {
             break;
         }
@@ -556,6 +567,32 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
     }
     restart_crashed(stack, &mut report).await;
     report
+}
+
+/// The kill loop's restarts in flight, driven while it waits on something else: a killed process
+/// must come back after its downtime whatever the loop awaits meanwhile. (The victim search waits
+/// up to [`VICTIM_WAIT`] for a process holding something; with a killed order API not restarted
+/// meanwhile, nothing was — its restart waited on the search, the search on its restart.)
+struct Restarting<'a, R> {
+    restarts: &'a mut FuturesUnordered<R>,
+    report: &'a mut KillReport,
+    down: &'a mut HashSet<String>,
+    faults: &'a Faults,
+}
+
+impl<R: Future<Output = Restarted>> Restarting<'_, R> {
+    /// `work`'s output, each restart that ends meanwhile recorded.
+    async fn meanwhile<T>(&mut self, work: impl Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                Some(done) = self.restarts.next(), if !self.restarts.is_empty() => {
+                    record(self.report, self.down, self.faults, done);
+                }
+            }
+        }
+    }
 }
 
 /// A random duration in `lo..hi` (`lo` when the range is empty).

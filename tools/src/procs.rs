@@ -201,8 +201,9 @@ pub fn spawn_process(instance: &str, spec: &ProcSpec, start: u32, at: Duration) 
         .with_context(|| format!("opening {}", spec.log.display()))?;
     writeln!(
         log,
-        "\n===== t+{:.3}s start #{start} of {instance} on 127.0.0.1:{} =====",
+        "\n===== t+{:.3}s ({}) start #{start} of {instance} on 127.0.0.1:{} =====",
         at.as_secs_f64(),
+        time::OffsetDateTime::now_utc(),
         spec.port
     )
     .context("writing the log header")?;

@@ -12,7 +12,7 @@
 
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicBool, AtomicU64},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
     time::Duration,
 };
 use tools::{
@@ -193,7 +193,7 @@ async fn a_mediator_killed_for_good_is_taken_over() {
     let killer = async {
         // Once a third of the orders are in, and mediator-2 owns entries it has not finished
         // (waited for, bounded: the kill must leave it something to take over).
-        while progress.load(std::sync::atomic::Ordering::Relaxed) < (ORDERS / 3) as u64 {
+        while progress.load(Relaxed) < (ORDERS / 3) as u64 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -249,4 +249,77 @@ async fn wait_pending_drained(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A killed process comes back after its downtime, whatever the kill loop waits on meanwhile.
+/// No order is in flight here, so each victim search waits its whole `VICTIM_WAIT` (10 s) for
+/// a process holding something: the first victim must be up again before the second is killed.
+/// (Before, a restart was only driven between the loop's awaits: a killed order API stayed down
+/// through the next victim search, which found nothing held because the order API was down —
+/// an idle kill in `make chaos`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_victim_comes_back_while_the_next_one_is_searched_for() {
+    let stack = Stack::start(config()).await.expect("starting the stack");
+    let dbs = stack.dbs().await.unwrap();
+    let progress = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let targets = ["items", "slots"];
+    let faults = Faults {
+        kills: 2,
+        targets: targets.map(String::from).to_vec(),
+        gap: (Duration::ZERO, Duration::ZERO),
+        down: (Duration::from_millis(500), Duration::from_millis(500)),
+        pace: None,
+        seed: 1,
+        max_down: 2,
+        verbose: false,
+        shared: None,
+    };
+    let done = AtomicBool::new(false);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    // Each change of a target's liveness, in the order seen.
+    let watch = async {
+        let mut up: HashMap<&str, bool> = targets.iter().map(|t| (*t, true)).collect();
+        let mut changes = Vec::new();
+        while !done.load(Relaxed) {
+            for target in targets {
+                let url = format!("{}/health/live", stack.instance_url(target).unwrap());
+                let now_up = http.get(url).send().await.is_ok_and(|r| r.status() == 200);
+                if now_up != up[target] {
+                    up.insert(target, now_up);
+                    changes.push((target, now_up));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        changes
+    };
+    let kill = async {
+        let report = campaign::kill_loop(
+            &stack,
+            &faults,
+            Watch {
+                progress: &progress,
+                stop: &stop,
+                orders_db: Some(&dbs.orders),
+            },
+        )
+        .await;
+        done.store(true, Relaxed);
+        report
+    };
+    let (changes, report) = tokio::join!(watch, kill);
+    assert_eq!((report.kills, report.recoveries), (2, 2), "{report:?}");
+    let (first, _) = changes[0];
+    let second = targets.into_iter().find(|t| *t != first).unwrap();
+    let first_back = changes.iter().position(|c| *c == (first, true));
+    let second_killed = changes.iter().position(|c| *c == (second, false));
+    assert!(
+        matches!((first_back, second_killed), (Some(back), Some(killed)) if back < killed),
+        "{first} was not back before {second} was killed: {changes:?}"
+    );
+    stack.shutdown().await;
 }
