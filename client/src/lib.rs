@@ -85,6 +85,21 @@ impl CallError {
         }
     }
 
+    /// The error with its causes, `: `-separated: reqwest's own text hides them ("error sending
+    /// request" without the "Connection refused" underneath).
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text = format!("{text}: {cause_text}");
+            }
+            source = cause.source();
+        }
+        text
+    }
+
     /// A short label for error tallies: `transport`, `http-503`, `decode`.
     pub fn kind(&self) -> String {
         match self {
@@ -492,12 +507,32 @@ impl ShopClient {
                     });
                 }
                 Err(e) if e.is_transient() && Instant::now() + delay < deadline => {
-                    last_failure = Some(e.to_string());
+                    last_failure = Some(e.with_causes());
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused connection says so: reqwest's text alone is "error sending request".
+    #[tokio::test]
+    async fn a_transport_error_names_its_cause() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoints = Endpoints::gateway(&format!("http://127.0.0.1:{port}"));
+        let client = ShopClient::new(endpoints, Duration::from_secs(2)).unwrap();
+        let error = client.items().await.expect_err("nothing listens there");
+        let text = error.with_causes();
+        assert!(text.to_lowercase().contains("refused"), "{text}");
     }
 }

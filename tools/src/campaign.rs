@@ -136,7 +136,7 @@ async fn cancel(
             Ok(_) => CancelAnswer::Accepted,
             Err(e) if e.status() == Some(reqwest::StatusCode::CONFLICT) => CancelAnswer::Refused,
             Err(e) if (e.is_transient() || e.status().is_none()) && Instant::now() < deadline => {
-                last_failure = Some(e.to_string());
+                last_failure = Some(e.with_causes());
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
