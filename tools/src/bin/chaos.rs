@@ -569,6 +569,12 @@ async fn run(
         sent.rejected.len()
     );
     println!(
+        "slow requests      {} POSTs or cancels took {}s or more, retries included (slowest {} ms)",
+        sent.slow.len(),
+        campaign::SLOW_REQUEST.as_secs(),
+        sent.slow.iter().map(|s| s.took_ms).max().unwrap_or(0)
+    );
+    println!(
         "cancels sent       {:?} ({} orders ended cancelled)",
         cancels(&sent.accepted),
         verdict.audit.cancelled
