@@ -230,9 +230,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// A service's HTTP server, answering from the moment its listener is bound. Until
 /// [`Server::ready`] hands it the service's router, every request — `/health/*` included — gets
 /// a 503 `starting` with Retry-After: a process still waiting for its database, or migrating,
-/// answers at once, instead of holding connections the kernel accepted into the listen backlog
-/// without a word (a client waited out its own timeout; a restarted order API held customers'
-/// requests that way for seconds). The Kubernetes startup probe keeps waiting on that 503.
+/// answers at once, instead of leaving connections the kernel accepted into the listen backlog
+/// unread until its clients time out. The Kubernetes startup probe keeps waiting on that 503.
 pub struct Server {
     app: Arc<OnceLock<Router>>,
     serving: JoinHandle<Result<()>>,
@@ -306,7 +305,7 @@ fn starting() -> Response {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "starting",
-        "the service is starting: its database (or Redis) is not connected yet",
+        "the service is starting: connecting to its database or migrating",
     )
     .with_retry_after(DEPENDENCY_RETRY_AFTER_SECS)
     .into_response()

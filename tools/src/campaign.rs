@@ -172,7 +172,8 @@ pub struct SlowRequest {
     #[serde(with = "time::serde::rfc3339")]
     pub sent_at: OffsetDateTime,
     pub took_ms: u128,
-    /// How it ended: `accepted`, `refused`, `unknown` or the error.
+    /// How it ended (`accepted`, `refused`, `unknown` or the error), with the failure of the
+    /// attempt before the last.
     pub outcome: String,
 }
 
@@ -466,10 +467,13 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
         stop, orders_db, ..
     } = watch;
     let mut rng = StdRng::seed_from_u64(faults.seed);
-    let mut report = KillReport::default();
     let mut finals_at_last_kill = 0;
-    let mut down: HashSet<String> = HashSet::new();
-    let mut restarts = FuturesUnordered::new();
+    let mut r = Restarting {
+        restarts: FuturesUnordered::new(),
+        report: KillReport::default(),
+        down: HashSet::new(),
+        faults,
+    };
     for i in 0..faults.kills {
         let step = match faults.pace {
             Some((Pace::FinalStep { min, max }, _)) => rng.random_range(min..=max.max(min)),
@@ -482,37 +486,24 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
             watch,
             step_due: finals_at_last_kill + step,
         };
-        let mut restarting = Restarting {
-            restarts: &mut restarts,
-            report: &mut report,
-            down: &mut down,
-            faults,
-        };
-        restarting.meanwhile(turn.wait(gap)).await;
+        r.meanwhile(turn.wait(gap)).await;
         if stop.load(Relaxed) {
             break;
         }
         // Room to kill something not already down.
-        while down.len() >= faults.max_down.max(1)
-            || faults.targets.iter().all(|t| down.contains(t))
+        while r.down.len() >= faults.max_down.max(1)
+            || faults.targets.iter().all(|t| r.down.contains(t))
         {
-            match restarts.next().await {
-                Some(done) => record(&mut report, &mut down, faults, done),
-                None => break,
+            if !r.next_back().await {
+                break;
             }
         }
-        restart_crashed(stack, &mut report).await;
-        let mut restarting = Restarting {
-            restarts: &mut restarts,
-            report: &mut report,
-            down: &mut down,
-            faults,
-        };
+        restart_crashed(stack, &mut r.report).await;
         // No kill while a store restarts: the restart would then fail for want of its store.
         // The restarts in flight hold the gate too (a store restart waiting for them waits
         // for this wait to drive them).
         let gate = match &faults.shared {
-            Some(shared) => Some(restarting.meanwhile(shared.gate.clone().read_owned()).await),
+            Some(shared) => Some(r.meanwhile(shared.gate.clone().read_owned()).await),
             None => None,
         };
         let held: HashSet<String> = match &faults.shared {
@@ -526,14 +517,14 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
         let candidates: Vec<&String> = faults
             .targets
             .iter()
-            .filter(|t| !restarting.down.contains(*t) && !held.contains(*t))
+            .filter(|t| !r.down.contains(*t) && !held.contains(*t))
             .collect();
         if candidates.is_empty() {
             continue;
         }
         // The victim is drawn among the candidates holding something: a mediator idle between
         // two sagas is no test of a crash mid-saga, while its busy sibling is.
-        let holders = restarting
+        let holders = r
             .meanwhile(holders_among(stack, &candidates, orders_db, stop))
             .await;
         if stop.load(Relaxed) {
@@ -541,42 +532,46 @@ pub async fn kill_loop(stack: &Stack, faults: &Faults, watch: Watch<'_>) -> Kill
         }
         let target = if holders.is_empty() {
             let target = candidates[rng.random_range(0..candidates.len())].clone();
-            report.idle_kills.push(target.clone());
+            r.report.idle_kills.push(target.clone());
             target
         } else {
             holders[rng.random_range(0..holders.len())].clone()
         };
         if let Some(db) = orders_db {
-            if let Ok(n) = audit::not_final(db).await {
-                report.unfinished_at_kills.push(n);
+            let (unfinished, finals) = r
+                .meanwhile(async { (audit::not_final(db).await, final_count(db).await) })
+                .await;
+            if let Ok(n) = unfinished {
+                r.report.unfinished_at_kills.push(n);
             }
-            finals_at_last_kill = final_count(db).await;
+            finals_at_last_kill = finals;
         }
-        if let Err(e) = stack.kill9(&target).await {
-            report.problems.push(format!("kill -9 {target}: {e:#}"));
+        if let Err(e) = r.meanwhile(stack.kill9(&target)).await {
+            r.report.problems.push(format!("kill -9 {target}: {e:#}"));
             continue;
         }
-        report.kills += 1;
-        *report.by_target.entry(target.clone()).or_default() += 1;
-        down.insert(target.clone());
+        r.report.kills += 1;
+        *r.report.by_target.entry(target.clone()).or_default() += 1;
+        r.down.insert(target.clone());
         let downtime = between(&mut rng, faults.down);
-        restarts.push(restart_after(stack, target, report.kills, downtime, gate));
+        let kill = r.report.kills;
+        r.restarts
+            .push(restart_after(stack, target, kill, downtime, gate));
     }
-    while let Some(done) = restarts.next().await {
-        record(&mut report, &mut down, faults, done);
-    }
-    restart_crashed(stack, &mut report).await;
-    report
+    while r.next_back().await {}
+    restart_crashed(stack, &mut r.report).await;
+    r.report
 }
 
-/// The kill loop's restarts in flight, driven while it waits on something else: a killed process
-/// must come back after its downtime whatever the loop awaits meanwhile. (The victim search waits
-/// up to [`VICTIM_WAIT`] for a process holding something; with a killed order API not restarted
-/// meanwhile, nothing was — its restart waited on the search, the search on its restart.)
+/// The kill loop's restarts in flight, driven whatever else it waits on: a killed process must
+/// come back after its downtime. (The victim search waits up to [`VICTIM_WAIT`] for a process
+/// holding something; a killed order API not restarted meanwhile made sure nothing was — its
+/// restart waited on the search, the search on its restart.)
 struct Restarting<'a, R> {
-    restarts: &'a mut FuturesUnordered<R>,
-    report: &'a mut KillReport,
-    down: &'a mut HashSet<String>,
+    restarts: FuturesUnordered<R>,
+    report: KillReport,
+    /// Killed and not back yet.
+    down: HashSet<String>,
     faults: &'a Faults,
 }
 
@@ -588,9 +583,20 @@ impl<R: Future<Output = Restarted>> Restarting<'_, R> {
             tokio::select! {
                 out = &mut work => return out,
                 Some(done) = self.restarts.next(), if !self.restarts.is_empty() => {
-                    record(self.report, self.down, self.faults, done);
+                    record(&mut self.report, &mut self.down, self.faults, done);
                 }
             }
+        }
+    }
+
+    /// Waits for the next restart and records it; `false` when none is in flight.
+    async fn next_back(&mut self) -> bool {
+        match self.restarts.next().await {
+            Some(done) => {
+                record(&mut self.report, &mut self.down, self.faults, done);
+                true
+            }
+            None => false,
         }
     }
 }
