@@ -163,10 +163,14 @@ try {
   const mine = console_.locator('#orders tbody tr', { hasText: username });
   await mine.nth(1).waitFor();
   await console_.locator('#status-filter').selectOption('failed');
+  // The table is drawn again from the filtered list: rows of the unfiltered one may still be there
+  // right after the selection, so wait (bounded) for the table to show failed orders only.
+  await console_.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#orders tbody tr')];
+    return rows.length > 0 && rows.every((r) => r.dataset.status === 'failed');
+  }, null, { timeout: WAIT_MS });
   const failedRow = console_.locator('#orders tbody tr', { hasText: username });
   await failedRow.first().waitFor();
-  assert.ok((await failedRow.evaluateAll((rows) => rows.map((r) => r.dataset.status)))
-    .every((s) => s === 'failed'), 'the filter shows failed orders only');
   await failedRow.first().click();
   await console_.locator('#detail .timeline .step').nth(2).waitFor();
   await console_.locator('#dead-letters tbody tr').first().waitFor();
